@@ -1,0 +1,89 @@
+import { randomUUID } from 'node:crypto'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import type { Config } from './plugins/config.js'
+import adminAuth from './plugins/admin-auth.js'
+import audit from './plugins/audit.js'
+import configChanges from './plugins/config-changes.js'
+import db from './plugins/db.js'
+import errorHandler from './plugins/error-handler.js'
+import health from './plugins/health.js'
+import proxy from './plugins/proxy.js'
+import routeTable from './plugins/route-table.js'
+import swagger from './plugins/swagger.js'
+import upstreams from './plugins/upstreams.js'
+import admin from './routes/admin/index.js'
+import { version } from './lib/version.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    config: Readonly<Config>
+  }
+}
+
+export interface BuildOptions {
+  /** Run database migrations (the cluster primary does it once before forking; tests do it per app). */
+  migrate?: boolean
+  logger?: FastifyServerOptions['logger']
+  /** How often to look for changes made by other instances. */
+  configPollIntervalMs?: number
+}
+
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
+
+/** A client's X-Request-Id is kept when it is 1–128 of [A-Za-z0-9._:-]; otherwise a new one. */
+function requestId (request: IncomingMessage): string {
+  const id = request.headers['x-request-id']
+  return typeof id === 'string' && REQUEST_ID.test(id) ? id : randomUUID()
+}
+
+/** A hop count trusts that many proxies nearest to us (proxy-addr counts hops from 0). */
+function trustProxyOption (trust: Config['trustProxy']): boolean | string[] | ((address: string, hop: number) => boolean) {
+  return typeof trust === 'number' ? (_address, hop) => hop < trust : trust
+}
+
+/** Builds the whole gateway without listening, so tests can build many. */
+export async function buildApp (config: Readonly<Config>, options: BuildOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify<Server, IncomingMessage, ServerResponse>({
+    logger: options.logger ?? { level: config.logLevel },
+    trustProxy: trustProxyOption(config.trustProxy),
+    genReqId: requestId,
+    requestIdHeader: false,
+    bodyLimit: config.bodyLimit,
+    // Client-side limits (contract section 3, traps.md #1): Fastify leaves them off.
+    serverFactory: (handler) => createServer({
+      headersTimeout: config.headersTimeoutMs,
+      requestTimeout: config.requestTimeoutMs,
+      keepAliveTimeout: config.keepAliveTimeoutMs,
+      connectionsCheckingInterval: Math.min(1000, config.headersTimeoutMs),
+      maxHeaderSize: 16 * 1024
+    }, handler),
+    // Unknown fields are refused, not silently dropped; defaults inside unions are filled by
+    // schemas/defaults.ts because Ajv ignores them there (hence strict: false).
+    ajv: { customOptions: { removeAdditional: false, strict: false } },
+    return503OnClosing: true
+  }).withTypeProvider<TypeBoxTypeProvider>()
+
+  app.decorate('config', config)
+  app.decorateRequest('gateway', null)
+
+  // Order matters: state first (db → change watcher → compiled tables), then the docs
+  // (swagger collects routes through onRoute, so it precedes them), then the endpoints.
+  await app.register(errorHandler)
+  await app.register(db, { databaseUrl: config.databaseUrl, migrate: options.migrate ?? true })
+  await app.register(configChanges, { pollIntervalMs: options.configPollIntervalMs })
+  await app.register(routeTable)
+  await app.register(upstreams)
+  await app.register(audit)
+  await app.register(adminAuth)
+  await app.register(swagger, { version })
+
+  // Reserved endpoints (contract section 2).
+  await app.register(health)
+  await app.register(admin, { prefix: '/admin' })
+
+  // Everything else is proxied traffic.
+  await app.register(proxy)
+  return app
+}

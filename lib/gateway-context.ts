@@ -1,0 +1,47 @@
+import type { Socket } from 'node:net'
+import type { Route } from '../schemas/route.js'
+
+/** How a proxied request ended, as written to the audit log (contract section 4). */
+export type Outcome = 'proxied' | 'no_route' | 'blocked' | 'unauthorized' | 'rate_limited' | 'too_large' | 'upstream_error'
+
+export interface ConsumerIdentity {
+  /** null when a JWT names a consumer that is not registered (contract section 5). */
+  id: string | null
+  name: string
+}
+
+/**
+ * Per-request state of proxied traffic, created by the first gateway hook and read by
+ * every later stage and by the audit hook. Reserved endpoints never get one.
+ */
+export interface GatewayContext {
+  /** performance.now() when the request arrived. */
+  startedAt: number
+  /** Client address after TRUST_PROXY, IPv4-mapped IPv6 unwrapped. */
+  clientIp: string
+  /** Normalised path: what routing decided on and what is forwarded. */
+  path: string
+  /** Raw query string including its '?', or ''. Forwarded byte for byte. */
+  query: string
+  /** Lower-case Host name without port. */
+  host: string
+  route: Route | null
+  consumer: ConsumerIdentity | null
+  /** Lower-case names of request headers that must not reach the upstream (credentials). */
+  strippedHeaders: string[] | null
+  outcome: Outcome
+  /** URL of the target that answered (or last failed). */
+  target: string | null
+  /** Short reason for a rejection or failure, for the audit log. */
+  detail: string | null
+  bytesIn: number
+  /** The client connection and its bytesWritten when the request arrived, to measure bytesOut. */
+  socket: Socket
+  socketBytesWrittenAtStart: number
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    gateway: GatewayContext | null
+  }
+}

@@ -1,0 +1,83 @@
+import type { IncomingHttpHeaders } from 'node:http'
+
+/** RFC 9110 7.6.1 hop-by-hop headers, plus Proxy-* which are never forwarded (contract section 3). */
+const HOP_BY_HOP = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization',
+  'te', 'trailer', 'transfer-encoding', 'upgrade'
+])
+
+/** Set by the gateway itself; a client's own copies are dropped. */
+const GATEWAY_OWNED = new Set([
+  'host', 'x-request-id', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host',
+  'x-consumer-id', 'x-consumer-name', 'via', 'forwarded'
+])
+
+export interface UpstreamHeaderInput {
+  rawHeaders: readonly string[]
+  /** Lower-case names listed in the request's Connection header (also hop-by-hop). */
+  connectionNamed: ReadonlySet<string> | null
+  /** Lower-case names of credential headers the auth stage consumed. */
+  stripped: readonly string[] | null
+  requestId: string
+  forwardedFor: string
+  forwardedProto: string
+  forwardedHost: string | undefined
+  /** Host to send when preserveHost; undefined lets the pool use the target's. */
+  host: string | undefined
+  consumerId: string | null
+  consumerName: string | null
+}
+
+/**
+ * One pass over the raw request headers → the flat [name, value, …] list sent upstream.
+ * Header names with '_' are dropped, as nginx does (traps.md #7): they can alias
+ * hop-by-hop or credential headers in servers that fold '_' into '-'.
+ */
+export function upstreamRequestHeaders (input: UpstreamHeaderInput): string[] {
+  const { rawHeaders, connectionNamed, stripped } = input
+  const out: string[] = []
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]
+    const lower = name.toLowerCase()
+    if (HOP_BY_HOP.has(lower) || lower.startsWith('proxy-') || GATEWAY_OWNED.has(lower) || lower.includes('_')) continue
+    if (connectionNamed !== null && connectionNamed.has(lower)) continue
+    if (stripped !== null && stripped.includes(lower)) continue
+    out.push(name, rawHeaders[i + 1])
+  }
+  if (input.host !== undefined) out.push('host', input.host)
+  out.push('x-request-id', input.requestId)
+  out.push('x-forwarded-for', input.forwardedFor)
+  out.push('x-forwarded-proto', input.forwardedProto)
+  if (input.forwardedHost !== undefined) out.push('x-forwarded-host', input.forwardedHost)
+  if (input.consumerId !== null) out.push('x-consumer-id', input.consumerId)
+  if (input.consumerName !== null) out.push('x-consumer-name', input.consumerName)
+  return out
+}
+
+/** Lower-case names listed in a Connection header, or null when it names nothing to drop. */
+export function connectionNamedHeaders (connection: string | undefined): Set<string> | null {
+  if (connection === undefined) return null
+  let named: Set<string> | null = null
+  for (const token of connection.split(',')) {
+    const name = token.trim().toLowerCase()
+    if (name === '' || name === 'close' || name === 'keep-alive') continue
+    named ??= new Set()
+    named.add(name)
+  }
+  return named
+}
+
+/** Upstream response headers → what the client gets: hop-by-hop removed, Via appended. */
+export function clientResponseHeaders (headers: IncomingHttpHeaders, via: string): Record<string, string | string[]> {
+  const connectionNamed = connectionNamedHeaders(typeof headers.connection === 'string' ? headers.connection : undefined)
+  const out: Record<string, string | string[]> = {}
+  for (const name in headers) {
+    const value = headers[name]
+    if (value === undefined || HOP_BY_HOP.has(name) || name.includes('_')) continue
+    if (connectionNamed !== null && connectionNamed.has(name)) continue
+    out[name] = value
+  }
+  const upstreamVia = out.via
+  out.via = upstreamVia === undefined ? via : `${Array.isArray(upstreamVia) ? upstreamVia.join(', ') : upstreamVia}, ${via}`
+  return out
+}

@@ -1,0 +1,124 @@
+import { isIP } from 'node:net'
+
+/**
+ * Every setting of the gateway, read once from the environment (contract section 1).
+ * loadConfig is pure: it never touches process.env itself, so tests pass their own.
+ */
+export interface Config {
+  port: number
+  host: string
+  databaseUrl: string
+  /** null: generate one at first start and keep its hash in the database. */
+  adminToken: string | null
+  redisUrl: string | null
+  /** Handed to Fastify's `trustProxy`: false, a hop count, or a list of CIDRs/addresses. */
+  trustProxy: boolean | number | string[]
+  workers: number
+  logLevel: string
+  bodyLimit: number
+  upstreamTimeoutMs: number
+  rateLimitMax: number | null
+  rateLimitWindowMs: number
+  corsOrigins: string[] | null
+  auditRetentionDays: number
+  headersTimeoutMs: number
+  requestTimeoutMs: number
+  keepAliveTimeoutMs: number
+  shutdownDelayMs: number
+  shutdownGraceMs: number
+}
+
+export class ConfigError extends Error {
+  constructor (readonly variable: string, problem: string) {
+    super(`${variable}: ${problem}`)
+    this.name = 'ConfigError'
+  }
+}
+
+type Env = Record<string, string | undefined>
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+
+export function loadConfig (env: Env): Readonly<Config> {
+  const read = (name: string): string | undefined => {
+    const value = env[name]?.trim()
+    return value === undefined || value === '' ? undefined : value
+  }
+  const integer = (name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number => {
+    const raw = read(name)
+    if (raw === undefined) return fallback
+    if (!/^\d+$/.test(raw)) throw new ConfigError(name, `must be a whole number, got "${raw}"`)
+    const value = Number(raw)
+    if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${raw}`)
+    return value
+  }
+
+  const databaseUrl = read('DATABASE_URL') ?? 'sqlite:./data/gatehouse.db'
+  if (!/^(sqlite:.+|postgres(ql)?:\/\/.+)$/.test(databaseUrl)) {
+    throw new ConfigError('DATABASE_URL', `must be sqlite:PATH, sqlite::memory: or postgres://…, got "${databaseUrl}"`)
+  }
+
+  const adminToken = read('ADMIN_TOKEN') ?? null
+  if (adminToken !== null && adminToken.length < 16) {
+    throw new ConfigError('ADMIN_TOKEN', 'must be at least 16 characters')
+  }
+
+  const redisUrl = read('REDIS_URL') ?? null
+  if (redisUrl !== null && !/^rediss?:\/\/.+/.test(redisUrl)) {
+    throw new ConfigError('REDIS_URL', `must be a redis:// or rediss:// URL, got "${redisUrl}"`)
+  }
+
+  const logLevel = read('LOG_LEVEL') ?? 'info'
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new ConfigError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`)
+  }
+
+  return Object.freeze({
+    port: integer('PORT', 8080, 0, 65535),
+    host: read('HOST') ?? '0.0.0.0',
+    databaseUrl,
+    adminToken,
+    redisUrl,
+    trustProxy: parseTrustProxy(read('TRUST_PROXY')),
+    workers: integer('WORKERS', 1, 1, 256),
+    logLevel,
+    bodyLimit: integer('BODY_LIMIT', 10_485_760, 0),
+    upstreamTimeoutMs: integer('UPSTREAM_TIMEOUT_MS', 30_000, 1),
+    rateLimitMax: read('RATE_LIMIT_MAX') === undefined ? null : integer('RATE_LIMIT_MAX', 0, 1),
+    rateLimitWindowMs: integer('RATE_LIMIT_WINDOW_MS', 60_000, 1),
+    corsOrigins: parseOrigins(read('CORS_ORIGINS')),
+    auditRetentionDays: integer('AUDIT_RETENTION_DAYS', 30, 1),
+    headersTimeoutMs: integer('HEADERS_TIMEOUT_MS', 10_000, 1),
+    requestTimeoutMs: integer('REQUEST_TIMEOUT_MS', 60_000, 1),
+    keepAliveTimeoutMs: integer('KEEP_ALIVE_TIMEOUT_MS', 72_000, 1),
+    shutdownDelayMs: integer('SHUTDOWN_DELAY_MS', 0, 0),
+    shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', 25_000, 0)
+  })
+}
+
+function parseTrustProxy (raw: string | undefined): Config['trustProxy'] {
+  if (raw === undefined || raw === 'false') return false
+  if (/^\d+$/.test(raw)) return Number(raw)
+  const entries = raw.split(',').map((entry) => entry.trim()).filter(Boolean)
+  for (const entry of entries) {
+    const [address, bits, extra] = entry.split('/')
+    const family = isIP(address)
+    const maxBits = family === 4 ? 32 : 128
+    const validBits = bits === undefined || (/^\d+$/.test(bits) && Number(bits) <= maxBits)
+    if (family === 0 || !validBits || extra !== undefined) {
+      throw new ConfigError('TRUST_PROXY', `must be false, a hop count, or a comma list of IPs/CIDRs; "${entry}" is none of these`)
+    }
+  }
+  return entries
+}
+
+function parseOrigins (raw: string | undefined): string[] | null {
+  if (raw === undefined) return null
+  const origins = raw.split(',').map((origin) => origin.trim()).filter(Boolean)
+  for (const origin of origins) {
+    if (origin !== '*' && !/^https?:\/\/[^/\s]+$/.test(origin)) {
+      throw new ConfigError('CORS_ORIGINS', `"${origin}" is not "*" or an origin like https://app.example.com`)
+    }
+  }
+  return origins
+}

@@ -1,0 +1,57 @@
+import type { Generated, Insertable, Selectable } from 'kysely'
+
+/**
+ * Every table, as Kysely sees it. Columns are snake_case; booleans are integers and
+ * timestamps ISO-8601 text so the same migrations run on SQLite and PostgreSQL.
+ * Each table belongs to one repository module, the only place that writes SQL for it.
+ */
+export interface Database {
+  routes: RoutesTable
+  config_version: ConfigVersionTable
+  settings: SettingsTable
+  audit_log: AuditLogTable
+}
+
+export interface RoutesTable {
+  id: string
+  name: string
+  path: string
+  enabled: number
+  /** JSON of every other route field (targets, auth, rateLimit, …). */
+  spec: string
+  created_at: string
+  updated_at: string
+}
+export type RouteRow = Selectable<RoutesTable>
+export type NewRouteRow = Insertable<RoutesTable>
+
+export interface ConfigVersionTable {
+  id: number
+  version: number
+}
+
+export interface SettingsTable {
+  key: string
+  value: string
+}
+
+export interface AuditLogTable {
+  id: Generated<number>
+  ts: string
+  event_type: string
+  request_id: string | null
+  client_ip: string | null
+  method: string | null
+  path: string | null
+  route_id: string | null
+  consumer_id: string | null
+  status: number | null
+  outcome: string
+  duration_ms: number | null
+  bytes_in: number | null
+  bytes_out: number | null
+  user_agent: string | null
+  detail: string | null
+}
+export type AuditLogRow = Selectable<AuditLogTable>
+export type NewAuditLogRow = Insertable<AuditLogTable>

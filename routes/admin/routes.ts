@@ -1,0 +1,89 @@
+import { Type } from '@sinclair/typebox'
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { applyConfigChange } from '../../lib/apply-change.js'
+import { GatewayError } from '../../lib/errors.js'
+import { buildRoute, routeProblem } from '../../lib/route-input.js'
+import { deleteRoute, findRoute, insertRoute, listRoutes, routeNameTaken, updateRoute } from '../../repositories/routes.js'
+import { fillBodyDefaults } from '../../schemas/defaults.js'
+import { ErrorSchema, IdParamsSchema, ListQuerySchema, listOf } from '../../schemas/common.js'
+import { type Route, type RouteInput, RouteInputSchema, RoutePatchSchema, RouteSchema } from '../../schemas/route.js'
+
+const tags = ['routes']
+const security = [{ bearerAuth: [] }]
+const errors = { 400: ErrorSchema, 401: ErrorSchema, 404: ErrorSchema, 409: ErrorSchema }
+
+/** /admin/routes — contract section 4 "Routes". */
+const routesAdmin: FastifyPluginAsyncTypebox = async (app) => {
+  const notFound = (id: string): GatewayError => new GatewayError(404, 'GW_NOT_FOUND', `route ${id} not found`)
+
+  async function load (id: string): Promise<Route> {
+    const route = await findRoute(app.db, id)
+    if (route === undefined) throw notFound(id)
+    return route
+  }
+
+  function checked (input: RouteInput): RouteInput {
+    const problem = routeProblem(input)
+    if (problem !== null) throw new GatewayError(400, 'GW_VALIDATION', problem)
+    return input
+  }
+
+  async function ensureNameFree (name: string, exceptId?: string): Promise<void> {
+    if (await routeNameTaken(app.db, name, exceptId)) throw new GatewayError(409, 'GW_CONFLICT', `route name "${name}" is already taken`)
+  }
+
+  app.get('/', {
+    schema: { tags, security, summary: 'List routes', querystring: ListQuerySchema, response: { 200: listOf(RouteSchema), 401: ErrorSchema } }
+  }, async (request) => listRoutes(app.db, request.query))
+
+  app.post('/', {
+    schema: { tags, security, summary: 'Create a route', body: RouteInputSchema, response: { 201: RouteSchema, ...errors } },
+    preValidation: fillBodyDefaults(RouteInputSchema)
+  }, async (request, reply) => {
+    const route = buildRoute(checked(request.body), app.config)
+    await ensureNameFree(route.name)
+    await applyConfigChange(app, request, { action: 'create', resource: 'route', resourceId: route.id, before: null, after: route },
+      (trx) => insertRoute(trx, route))
+    return reply.code(201).header('location', `/admin/routes/${route.id}`).send(route)
+  })
+
+  app.get('/:id', {
+    schema: { tags, security, summary: 'Get a route by id or name', params: IdParamsSchema, response: { 200: RouteSchema, 401: ErrorSchema, 404: ErrorSchema } }
+  }, async (request) => load(request.params.id))
+
+  app.put('/:id', {
+    schema: { tags, security, summary: 'Replace a route', params: IdParamsSchema, body: RouteInputSchema, response: { 200: RouteSchema, ...errors } },
+    preValidation: fillBodyDefaults(RouteInputSchema)
+  }, async (request) => {
+    const before = await load(request.params.id)
+    const after = buildRoute(checked(request.body), app.config, before)
+    await ensureNameFree(after.name, before.id)
+    await applyConfigChange(app, request, { action: 'replace', resource: 'route', resourceId: before.id, before, after },
+      (trx) => updateRoute(trx, after))
+    return after
+  })
+
+  app.patch('/:id', {
+    schema: { tags, security, summary: 'Merge fields into a route', params: IdParamsSchema, body: RoutePatchSchema, response: { 200: RouteSchema, ...errors } },
+    preValidation: fillBodyDefaults(RoutePatchSchema)
+  }, async (request) => {
+    const before = await load(request.params.id)
+    const { id: _id, createdAt: _c, updatedAt: _u, ...current } = before
+    const after = buildRoute(checked({ ...current, ...request.body }), app.config, before)
+    await ensureNameFree(after.name, before.id)
+    await applyConfigChange(app, request, { action: 'update', resource: 'route', resourceId: before.id, before, after },
+      (trx) => updateRoute(trx, after))
+    return after
+  })
+
+  app.delete('/:id', {
+    schema: { tags, security, summary: 'Delete a route', params: IdParamsSchema, response: { 204: Type.Null(), 401: ErrorSchema, 404: ErrorSchema } }
+  }, async (request, reply) => {
+    const before = await load(request.params.id)
+    await applyConfigChange(app, request, { action: 'delete', resource: 'route', resourceId: before.id, before, after: null },
+      async (trx) => { if (!await deleteRoute(trx, before.id)) throw notFound(request.params.id) })
+    return reply.code(204).send(null)
+  })
+}
+
+export default routesAdmin

@@ -1,0 +1,99 @@
+import { Type, type Static } from '@sinclair/typebox'
+import { NamePattern } from './common.js'
+
+const HttpMethod = Type.Union(
+  ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'].map((method) => Type.Literal(method))
+)
+
+export const TargetSchema = Type.Object({
+  url: Type.String({ pattern: '^https?://[^/?#\\s]+(/[^?#\\s]*)?$', maxLength: 2048, description: 'http(s) URL; its path is a base prefix' }),
+  weight: Type.Integer({ minimum: 1, maximum: 1000, default: 1 })
+}, { additionalProperties: false })
+
+export const HealthCheckSchema = Type.Object({
+  path: Type.String({ pattern: '^/', maxLength: 2048 }),
+  intervalMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 5000 }),
+  timeoutMs: Type.Integer({ minimum: 1, maximum: 60_000, default: 2000 }),
+  healthyThreshold: Type.Integer({ minimum: 1, maximum: 100, default: 1 }),
+  unhealthyThreshold: Type.Integer({ minimum: 1, maximum: 100, default: 2 })
+}, { additionalProperties: false })
+
+export const RateLimitSchema = Type.Object({
+  max: Type.Integer({ minimum: 1 }),
+  windowMs: Type.Integer({ minimum: 100, maximum: 86_400_000 * 7, default: 60_000 }),
+  by: Type.Union([Type.Literal('ip'), Type.Literal('consumer'), Type.Literal('route')], { default: 'ip' })
+}, { additionalProperties: false })
+
+export const CorsSchema = Type.Object({
+  origins: Type.Array(Type.String({ pattern: '^(\\*|https?://[^/\\s]+)$' }), { minItems: 1 }),
+  methods: Type.Array(HttpMethod, { default: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'] }),
+  headers: Type.Array(Type.String({ pattern: '^[A-Za-z0-9!#$%&\'*+.^`|~-]+$' }), { default: [] }),
+  exposedHeaders: Type.Array(Type.String({ pattern: '^[A-Za-z0-9!#$%&\'*+.^`|~-]+$' }), { default: [] }),
+  credentials: Type.Boolean({ default: false }),
+  maxAge: Type.Integer({ minimum: 0, maximum: 86_400, default: 600 })
+}, { additionalProperties: false })
+
+export const AuthSchema = Type.Union([
+  Type.Object({ type: Type.Literal('none') }, { additionalProperties: false }),
+  Type.Object({
+    type: Type.Literal('api-key'),
+    header: Type.String({ pattern: '^[A-Za-z0-9-]+$', default: 'x-api-key' })
+  }, { additionalProperties: false }),
+  Type.Object({
+    type: Type.Literal('basic'),
+    realm: Type.String({ pattern: '^[^"\\\\\\r\\n]*$', maxLength: 200, default: 'gatehouse' })
+  }, { additionalProperties: false }),
+  Type.Object({
+    type: Type.Literal('jwt'),
+    secret: Type.Union([Type.String({ minLength: 32 }), Type.Null()], { default: null }),
+    jwksUrl: Type.Union([Type.String({ pattern: '^https?://' }), Type.Null()], { default: null }),
+    issuer: Type.Optional(Type.String({ minLength: 1 })),
+    audience: Type.Optional(Type.String({ minLength: 1 })),
+    consumerClaim: Type.String({ minLength: 1, default: 'sub' })
+  }, { additionalProperties: false })
+])
+
+/** The fields a client may set; shared by create (with required ones) and patch. */
+const routeFields = {
+  name: Type.String({ pattern: NamePattern, maxLength: 100 }),
+  path: Type.String({ pattern: '^/[^?#\\s\\\\]*$', maxLength: 2048 }),
+  hosts: Type.Array(Type.String({ pattern: '^(\\*\\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$', maxLength: 253 }), { default: [], maxItems: 100 }),
+  methods: Type.Array(HttpMethod, { default: [] }),
+  stripPath: Type.Boolean({ default: false }),
+  preserveHost: Type.Boolean({ default: false }),
+  targets: Type.Array(TargetSchema, { minItems: 1, maxItems: 100 }),
+  loadBalancing: Type.Union([Type.Literal('round-robin'), Type.Literal('least-connections')], { default: 'round-robin' }),
+  healthCheck: Type.Union([HealthCheckSchema, Type.Null()], { default: null }),
+  timeoutMs: Type.Integer({ minimum: 1, maximum: 3_600_000 }),
+  retries: Type.Integer({ minimum: 0, maximum: 10, default: 1 }),
+  bodyLimit: Type.Integer({ minimum: 0 }),
+  auth: Type.Union([AuthSchema], { default: { type: 'none' } }),
+  rateLimit: Type.Union([RateLimitSchema, Type.Null()], { default: null }),
+  cors: Type.Union([CorsSchema, Type.Null()], { default: null }),
+  enabled: Type.Boolean({ default: true })
+}
+
+/** POST and PUT body. timeoutMs and bodyLimit default to UPSTREAM_TIMEOUT_MS / BODY_LIMIT. */
+export const RouteInputSchema = Type.Object({
+  ...routeFields,
+  timeoutMs: Type.Optional(routeFields.timeoutMs),
+  bodyLimit: Type.Optional(routeFields.bodyLimit)
+}, { additionalProperties: false, $id: 'RouteInput' })
+export type RouteInput = Static<typeof RouteInputSchema>
+
+/** PATCH body: any subset; objects replace the stored value whole. */
+export const RoutePatchSchema = Type.Partial(Type.Object(routeFields, { additionalProperties: false }), { additionalProperties: false, $id: 'RoutePatch' })
+export type RoutePatch = Static<typeof RoutePatchSchema>
+
+export const RouteSchema = Type.Object({
+  id: Type.String(),
+  ...routeFields,
+  createdAt: Type.String({ format: 'date-time' }),
+  updatedAt: Type.String({ format: 'date-time' })
+}, { $id: 'Route' })
+export type Route = Static<typeof RouteSchema>
+export type RouteTarget = Static<typeof TargetSchema>
+export type RouteAuth = Static<typeof AuthSchema>
+export type RouteRateLimit = Static<typeof RateLimitSchema>
+export type RouteCors = Static<typeof CorsSchema>
+export type RouteHealthCheck = Static<typeof HealthCheckSchema>
