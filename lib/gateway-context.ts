@@ -8,6 +8,8 @@ export interface ConsumerIdentity {
   /** null when a JWT names a consumer that is not registered (contract section 5). */
   id: string | null
   name: string
+  /** The consumer's own limit; it overrides the route's when the route limits by consumer. */
+  rateLimit: { max: number, windowMs: number } | null
 }
 
 /**
