@@ -6,6 +6,7 @@ import type { Config } from './plugins/config.js'
 import adminAuth from './plugins/admin-auth.js'
 import audit from './plugins/audit.js'
 import configChanges from './plugins/config-changes.js'
+import configSections from './plugins/config-sections.js'
 import db from './plugins/db.js'
 import errorHandler from './plugins/error-handler.js'
 import health from './plugins/health.js'
@@ -73,6 +74,7 @@ export async function buildApp (config: Readonly<Config>, options: BuildOptions 
   await app.register(errorHandler)
   await app.register(db, { databaseUrl: config.databaseUrl, migrate: options.migrate ?? true })
   await app.register(configChanges, { pollIntervalMs: options.configPollIntervalMs })
+  await app.register(configSections)
   await app.register(routeTable)
   await app.register(upstreams)
   await app.register(audit)
