@@ -10,6 +10,7 @@ import configSections from './plugins/config-sections.js'
 import db from './plugins/db.js'
 import errorHandler from './plugins/error-handler.js'
 import health from './plugins/health.js'
+import metrics from './plugins/metrics.js'
 import proxy from './plugins/proxy.js'
 import routeTable from './plugins/route-table.js'
 import swagger from './plugins/swagger.js'
@@ -73,6 +74,8 @@ export async function buildApp (config: Readonly<Config>, options: BuildOptions 
   // (swagger collects routes through onRoute, so it precedes them), then the endpoints.
   await app.register(errorHandler)
   await app.register(db, { databaseUrl: config.databaseUrl, migrate: options.migrate ?? true })
+  // Right after db: every later plugin may add its own metrics to app.metrics.registry.
+  await app.register(metrics)
   await app.register(configChanges, { pollIntervalMs: options.configPollIntervalMs })
   await app.register(configSections)
   await app.register(routeTable)
