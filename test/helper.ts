@@ -1,8 +1,11 @@
+import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import { connect } from 'node:net'
+import { createServer, get as httpGet, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { connect, createServer as createNetServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
+import { createInterface } from 'node:readline'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import type { FastifyInstance } from 'fastify'
 import { request as undiciRequest, type Dispatcher } from 'undici'
 import { buildApp, type BuildOptions } from '../app.js'
@@ -141,4 +144,141 @@ export async function rawHttp (port: number, payload: string | Buffer, timeoutMs
 export function rawStatus (response: string): number {
   const match = /^HTTP\/1\.[01] (\d{3})/.exec(response)
   return match === null ? 0 : Number(match[1])
+}
+
+/** The real process (`node --import tsx server.ts`), started by spawnGateway. */
+export interface SpawnedGateway {
+  url: string
+  port: number
+  process: ChildProcess
+  /** Everything the process wrote, one entry per line, as it arrives (pino writes JSON lines). */
+  stdout: string[]
+  stderr: string[]
+  /** Resolves with the exit code (null when killed by a signal) once the process has exited. */
+  exited: Promise<number | null>
+  /** Sends `signal` (default SIGTERM) and resolves with the exit code. */
+  stop: (signal?: NodeJS.Signals) => Promise<number | null>
+  /** Resolves with the first stdout/stderr line matching `pattern` (already written or still to come). */
+  waitForLine: (pattern: RegExp, timeoutMs?: number) => Promise<string>
+}
+
+export interface SpawnOptions {
+  /** Wait until GET /health answers 200 (default). false: return at once (e.g. to see start-up fail). */
+  waitForHealth?: boolean
+  /** Working directory (default: the repository root); `.env` is read from here. */
+  cwd?: string
+  /** How long start-up may take (default 30 s: tsx compiles on the fly on a busy machine). */
+  startTimeoutMs?: number
+}
+
+const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url))
+const GATEWAY_VARIABLES = ['PORT', 'HOST', 'DATABASE_URL', 'ADMIN_TOKEN', 'REDIS_URL', 'TRUST_PROXY', 'WORKERS',
+  'LOG_LEVEL', 'BODY_LIMIT', 'UPSTREAM_TIMEOUT_MS', 'RATE_LIMIT_MAX', 'RATE_LIMIT_WINDOW_MS', 'CORS_ORIGINS',
+  'AUDIT_RETENTION_DAYS', 'HEADERS_TIMEOUT_MS', 'REQUEST_TIMEOUT_MS', 'KEEP_ALIVE_TIMEOUT_MS',
+  'SHUTDOWN_DELAY_MS', 'SHUTDOWN_GRACE_MS']
+
+/** A port nobody listens on right now (the process needs a real number: PORT=0 would hide it). */
+export async function freePort (): Promise<number> {
+  const server = createNetServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as { port: number }
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return port
+}
+
+/**
+ * Starts the gateway as a real process from the sources (no build needed), on 127.0.0.1, a free
+ * port and a temporary SQLite file, with ADMIN_TOKEN and LOG_LEVEL=warn; `env` goes on top
+ * (an empty string unsets a default). Waits for /health; killed (with its workers) at teardown.
+ */
+export async function spawnGateway (t: TestContext, env: Record<string, string> = {}, options: SpawnOptions = {}): Promise<SpawnedGateway> {
+  const port = env.PORT !== undefined && /^\d+$/.test(env.PORT) ? Number(env.PORT) : await freePort()
+  const inherited: Record<string, string | undefined> = { ...process.env }
+  for (const name of GATEWAY_VARIABLES) delete inherited[name]
+  delete inherited.NODE_OPTIONS
+  const childEnv = {
+    ...inherited,
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    DATABASE_URL: `sqlite:${path.join(tempDir(t), 'gatehouse.db')}`,
+    ADMIN_TOKEN,
+    LOG_LEVEL: 'warn',
+    ...env
+  }
+  const tsx = fileURLToPath(import.meta.resolve('tsx'))
+  // Own process group, so teardown can kill cluster workers along with the primary.
+  const child = spawn(process.execPath, ['--import', pathToFileURL(tsx).href, path.join(REPO_ROOT, 'server.ts')], {
+    cwd: options.cwd ?? REPO_ROOT,
+    env: childEnv,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true
+  })
+  const stdout: string[] = []
+  const stderr: string[] = []
+  const watchers = new Set<(line: string) => void>()
+  const collect = (stream: NodeJS.ReadableStream, lines: string[]): void => {
+    createInterface({ input: stream }).on('line', (line) => {
+      lines.push(line)
+      for (const watcher of watchers) watcher(line)
+    })
+  }
+  collect(child.stdout as NodeJS.ReadableStream, stdout)
+  collect(child.stderr as NodeJS.ReadableStream, stderr)
+  let exitCode: number | null | undefined
+  const exited = new Promise<number | null>((resolve) => {
+    child.on('exit', (code) => { exitCode = code; resolve(code) })
+  })
+  t.teardown(async () => {
+    if (exitCode !== undefined) return
+    try { process.kill(-(child.pid as number), 'SIGKILL') } catch {}
+    await exited
+  })
+
+  const output = (): string => `stdout:\n${stdout.join('\n')}\nstderr:\n${stderr.join('\n')}`
+  const gateway: SpawnedGateway = {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    process: child,
+    stdout,
+    stderr,
+    exited,
+    async stop (signal = 'SIGTERM') {
+      if (exitCode === undefined) child.kill(signal)
+      return await exited
+    },
+    async waitForLine (pattern, timeoutMs = 10_000) {
+      const seen = stdout.find((line) => pattern.test(line)) ?? stderr.find((line) => pattern.test(line))
+      if (seen !== undefined) return seen
+      return await new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          watchers.delete(watcher)
+          reject(new Error(`no output line matched ${pattern} within ${timeoutMs} ms\n${output()}`))
+        }, timeoutMs)
+        const watcher = (line: string): void => {
+          if (!pattern.test(line)) return
+          clearTimeout(timer)
+          watchers.delete(watcher)
+          resolve(line)
+        }
+        watchers.add(watcher)
+      })
+    }
+  }
+  if (options.waitForHealth === false) return gateway
+
+  const deadline = Date.now() + (options.startTimeoutMs ?? 30_000)
+  while (true) {
+    if (exitCode !== undefined) throw new Error(`gateway exited with ${exitCode} before it was healthy\n${output()}`)
+    if (Date.now() > deadline) throw new Error(`gateway not healthy within ${options.startTimeoutMs ?? 30_000} ms\n${output()}`)
+    const healthy = await new Promise<boolean>((resolve) => {
+      const request = httpGet({ host: '127.0.0.1', port, path: '/health', agent: false }, (response) => {
+        response.resume()
+        resolve(response.statusCode === 200)
+      })
+      request.on('error', () => resolve(false))
+      request.setTimeout(1000, () => request.destroy())
+    })
+    if (healthy) return gateway
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
 }
