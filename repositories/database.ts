@@ -10,6 +10,9 @@ export interface Database {
   config_version: ConfigVersionTable
   settings: SettingsTable
   audit_log: AuditLogTable
+  consumers: ConsumersTable
+  api_keys: ApiKeysTable
+  basic_credentials: BasicCredentialsTable
 }
 
 export interface RoutesTable {
@@ -55,3 +58,34 @@ export interface AuditLogTable {
 }
 export type AuditLogRow = Selectable<AuditLogTable>
 export type NewAuditLogRow = Insertable<AuditLogTable>
+
+export interface ConsumersTable {
+  id: string
+  name: string
+  /** JSON {max, windowMs} or null. */
+  rate_limit: string | null
+  created_at: string
+  updated_at: string
+}
+export type ConsumerRow = Selectable<ConsumersTable>
+
+export interface ApiKeysTable {
+  id: string
+  consumer_id: string
+  /** Hex SHA-256 of the whole key; the key itself is never stored. */
+  key_hash: string
+  /** The key's first characters, shown so people can tell keys apart. */
+  prefix: string
+  created_at: string
+}
+export type ApiKeyRow = Selectable<ApiKeysTable>
+
+export interface BasicCredentialsTable {
+  consumer_id: string
+  username: string
+  /** scrypt$N$r$p$salt$hash (lib/auth/password.ts). */
+  password_hash: string
+  created_at: string
+  updated_at: string
+}
+export type BasicCredentialRow = Selectable<BasicCredentialsTable>
