@@ -1,0 +1,39 @@
+import { randomUUID } from 'node:crypto'
+import { STATUS_CODES } from 'node:http'
+import type { Socket } from 'node:net'
+import type { FastifyInstance } from 'fastify'
+
+/**
+ * What Node's parser and its timers reject before Fastify sees a request: headers or body too
+ * slow (slowloris/RUDY, traps.md #1), headers over 16 KiB, malformed HTTP. Node (and Fastify's
+ * default handler) would write a bare answer; the contract wants every answer of the gateway as
+ * `{"statusCode","error","message","requestId"}`, and the connection closed afterwards.
+ */
+const ANSWERS: Record<string, { statusCode: number, message: string }> = {
+  ERR_HTTP_REQUEST_TIMEOUT: { statusCode: 408, message: 'request not received in time' },
+  HPE_HEADER_OVERFLOW: { statusCode: 431, message: 'request headers exceed 16384 bytes' }
+}
+const MALFORMED = { statusCode: 400, message: 'malformed HTTP request' }
+
+export function clientErrorHandler (this: FastifyInstance, err: NodeJS.ErrnoException, socket: Socket): void {
+  // A reset or already closed connection has nobody left to answer.
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const { statusCode, message } = (err.code !== undefined ? ANSWERS[err.code] : undefined) ?? MALFORMED
+  const requestId = randomUUID()
+  this.log.debug({ err, requestId, statusCode }, 'client error')
+
+  // As Node does: never write into a response whose head is already on the wire.
+  const inFlight = (socket as Socket & { _httpMessage?: { headersSent: boolean } })._httpMessage
+  if (socket.writable && (inFlight === undefined || inFlight === null || !inFlight.headersSent)) {
+    const error = STATUS_CODES[statusCode] ?? 'Error'
+    const body = JSON.stringify({ statusCode, error, message, requestId })
+    socket.end(`HTTP/1.1 ${statusCode} ${error}\r\n` +
+      'Content-Type: application/json; charset=utf-8\r\n' +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+      `X-Request-Id: ${requestId}\r\n` +
+      'Connection: close\r\n\r\n' + body)
+    socket.destroySoon()
+    return
+  }
+  socket.destroy()
+}
