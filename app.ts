@@ -67,7 +67,9 @@ export async function buildApp (config: Readonly<Config>, options: BuildOptions 
     // Unknown fields are refused, not silently dropped; defaults inside unions are filled by
     // schemas/defaults.ts because Ajv ignores them there (hence strict: false).
     ajv: { customOptions: { removeAdditional: false, strict: false } },
-    return503OnClosing: true
+    // While closing, a request that still arrives on a kept-alive connection is served (with
+    // Connection: close) rather than refused: the drain must not lose requests (lib/shutdown.ts).
+    return503OnClosing: false
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   app.decorate('config', config)

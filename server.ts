@@ -1,18 +1,54 @@
+import cluster from 'node:cluster'
+import { readFileSync } from 'node:fs'
+import pino from 'pino'
 import { buildApp } from './app.js'
-import { ConfigError, loadConfig } from './plugins/config.js'
+import { runPrimary } from './lib/cluster.js'
+import { drainAndClose, exitOnSignals } from './lib/shutdown.js'
+import { type Config, ConfigError, envFileAdditions, loadConfig } from './plugins/config.js'
 
-// Minimal process entry; graceful shutdown, cluster workers and .env handling are completed in server work.
-const config = (() => {
+/**
+ * The process (contract section 1): environment (and `.env`) → config → one server, or with
+ * WORKERS > 1 a cluster primary that migrates once and forks the workers → graceful shutdown.
+ */
+
+// `.env` fills what the real environment leaves unset. Written into process.env so that cluster
+// workers, which inherit it, see the same settings.
+try {
+  Object.assign(process.env, envFileAdditions(readFileSync('.env', 'utf8'), process.env))
+} catch (err) {
+  if ((err as NodeJS.ErrnoException).code !== 'ENOENT') fail(`cannot read .env: ${(err as Error).message}`)
+}
+
+let config: Readonly<Config>
+try {
+  config = loadConfig(process.env)
+} catch (err) {
+  if (err instanceof ConfigError) fail(`invalid setting ${err.message}`)
+  throw err
+}
+
+if (config.workers > 1 && cluster.isPrimary) {
+  await runPrimary(config, pino({ level: config.logLevel }))
+} else {
+  await serve(config)
+}
+
+async function serve (config: Readonly<Config>): Promise<void> {
+  const app = await buildApp(config, { migrate: cluster.isPrimary }).catch((err: Error) => fail(`start-up failed: ${err.message}`))
+  exitOnSignals(
+    async () => { await drainAndClose(app, { delayMs: config.shutdownDelayMs, graceMs: config.shutdownGraceMs }) },
+    config.shutdownDelayMs + config.shutdownGraceMs,
+    app.log
+  )
   try {
-    return loadConfig(process.env)
+    await app.listen({ port: config.port, host: config.host })
   } catch (err) {
-    if (err instanceof ConfigError) {
-      console.error(`gatehouse: invalid setting ${err.message}`)
-      process.exit(1)
-    }
-    throw err
+    await app.close().catch(() => {})
+    fail(`cannot listen on ${config.host}:${config.port}: ${(err as Error).message}`)
   }
-})()
+}
 
-const app = await buildApp(config)
-await app.listen({ port: config.port, host: config.host })
+function fail (message: string): never {
+  console.error(`gatehouse: ${message}`)
+  process.exit(1)
+}

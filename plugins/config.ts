@@ -1,4 +1,5 @@
 import { isIP } from 'node:net'
+import { parseEnv } from 'node:util'
 
 /**
  * Every setting of the gateway, read once from the environment (contract section 1).
@@ -73,6 +74,13 @@ export function loadConfig (env: Env): Readonly<Config> {
     throw new ConfigError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`)
   }
 
+  const headersTimeoutMs = integer('HEADERS_TIMEOUT_MS', 10_000, 1)
+  const requestTimeoutMs = integer('REQUEST_TIMEOUT_MS', 60_000, 1)
+  // Node refuses a server whose headers timeout exceeds its request timeout.
+  if (headersTimeoutMs > requestTimeoutMs) {
+    throw new ConfigError('HEADERS_TIMEOUT_MS', `must not exceed REQUEST_TIMEOUT_MS (${requestTimeoutMs}), got ${headersTimeoutMs}`)
+  }
+
   return Object.freeze({
     port: integer('PORT', 8080, 0, 65535),
     host: read('HOST') ?? '0.0.0.0',
@@ -88,12 +96,24 @@ export function loadConfig (env: Env): Readonly<Config> {
     rateLimitWindowMs: integer('RATE_LIMIT_WINDOW_MS', 60_000, 1),
     corsOrigins: parseOrigins(read('CORS_ORIGINS')),
     auditRetentionDays: integer('AUDIT_RETENTION_DAYS', 30, 1),
-    headersTimeoutMs: integer('HEADERS_TIMEOUT_MS', 10_000, 1),
-    requestTimeoutMs: integer('REQUEST_TIMEOUT_MS', 60_000, 1),
+    headersTimeoutMs,
+    requestTimeoutMs,
     keepAliveTimeoutMs: integer('KEEP_ALIVE_TIMEOUT_MS', 72_000, 1),
     shutdownDelayMs: integer('SHUTDOWN_DELAY_MS', 0, 0),
     shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', 25_000, 0)
   })
+}
+
+/**
+ * The variables of a `.env` file that the real environment leaves unset (the environment wins,
+ * as with dotenv and docker). Returns only those, so the caller decides where they go.
+ */
+export function envFileAdditions (fileText: string, env: Env): Record<string, string> {
+  const additions: Record<string, string> = {}
+  for (const [name, value] of Object.entries(parseEnv(fileText))) {
+    if (env[name] === undefined && value !== undefined) additions[name] = value
+  }
+  return additions
 }
 
 function parseTrustProxy (raw: string | undefined): Config['trustProxy'] {

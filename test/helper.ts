@@ -189,14 +189,14 @@ export async function freePort (): Promise<number> {
 /**
  * Starts the gateway as a real process from the sources (no build needed), on 127.0.0.1, a free
  * port and a temporary SQLite file, with ADMIN_TOKEN and LOG_LEVEL=warn; `env` goes on top
- * (an empty string unsets a default). Waits for /health; killed (with its workers) at teardown.
+ * (undefined removes a default). Waits for /health; killed (with its workers) at teardown.
  */
-export async function spawnGateway (t: TestContext, env: Record<string, string> = {}, options: SpawnOptions = {}): Promise<SpawnedGateway> {
+export async function spawnGateway (t: TestContext, env: Record<string, string | undefined> = {}, options: SpawnOptions = {}): Promise<SpawnedGateway> {
   const port = env.PORT !== undefined && /^\d+$/.test(env.PORT) ? Number(env.PORT) : await freePort()
   const inherited: Record<string, string | undefined> = { ...process.env }
   for (const name of GATEWAY_VARIABLES) delete inherited[name]
   delete inherited.NODE_OPTIONS
-  const childEnv = {
+  const childEnv: Record<string, string | undefined> = {
     ...inherited,
     PORT: String(port),
     HOST: '127.0.0.1',
@@ -205,6 +205,8 @@ export async function spawnGateway (t: TestContext, env: Record<string, string> 
     LOG_LEVEL: 'warn',
     ...env
   }
+  // undefined in `env` removes a default (e.g. ADMIN_TOKEN, to see one generated).
+  for (const [name, value] of Object.entries(childEnv)) if (value === undefined) delete childEnv[name]
   const tsx = fileURLToPath(import.meta.resolve('tsx'))
   // Own process group, so teardown can kill cluster workers along with the primary.
   const child = spawn(process.execPath, ['--import', pathToFileURL(tsx).href, path.join(REPO_ROOT, 'server.ts')], {

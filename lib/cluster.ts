@@ -1,0 +1,96 @@
+import cluster, { type Worker } from 'node:cluster'
+import type { FastifyBaseLogger } from 'fastify'
+import type { Config } from '../plugins/config.js'
+import { migrateToLatest, openDatabase } from '../plugins/db.js'
+import { resolveAdminTokenHash } from './admin-token.js'
+
+/** A worker that exits within this long of starting counts as a crash for the backoff. */
+const STABLE_AFTER_MS = 10_000
+/** Replacement delay grows 250 ms, 500 ms, 1 s … up to this while workers keep crashing. */
+const MAX_BACKOFF_MS = 30_000
+/** Workers that never manage to listen (port taken, database unreachable): give up after so many. */
+const MAX_STARTUP_FAILURES = 3
+
+/**
+ * The cluster primary (WORKERS > 1): does the once-per-host work — migrations and admin-token
+ * generation — then forks the workers, which build the app with migrate: false and share the
+ * port. A worker that dies is replaced (with backoff); SIGTERM/SIGINT drains every worker and
+ * exits when all have exited: 0 when every one exited cleanly.
+ */
+export async function runPrimary (config: Readonly<Config>, log: FastifyBaseLogger): Promise<void> {
+  const { db } = openDatabase(config.databaseUrl)
+  try {
+    await migrateToLatest(db)
+    await resolveAdminTokenHash(db, config.adminToken, log)
+  } finally {
+    await db.destroy()
+  }
+
+  /** The live workers and when each was forked. */
+  const startedAt = new Map<Worker, number>()
+  const listening = new Set<Worker>()
+  let stopping = false
+  let crashes = 0
+  let startupFailures = 0
+  let exitCode = 0
+
+  const fork = (): void => {
+    if (stopping) return
+    const worker = cluster.fork()
+    startedAt.set(worker, Date.now())
+    worker.once('listening', () => {
+      listening.add(worker)
+      startupFailures = 0
+      log.info({ worker: worker.id, pid: worker.process.pid }, 'worker listening')
+    })
+  }
+
+  cluster.on('exit', (worker, code, signal) => {
+    const lived = Date.now() - (startedAt.get(worker) ?? 0)
+    const wasListening = listening.delete(worker)
+    startedAt.delete(worker)
+    if (stopping) {
+      if (code !== 0) exitCode = 1
+      log.info({ worker: worker.id, code, signal }, 'worker exited')
+      exitWhenAllGone()
+      return
+    }
+    if (!wasListening && ++startupFailures >= MAX_STARTUP_FAILURES) {
+      log.fatal({ code, signal }, `${startupFailures} workers in a row failed to start: giving up`)
+      stopping = true
+      exitCode = 1
+      stopAll('SIGTERM')
+      exitWhenAllGone()
+      return
+    }
+    crashes = lived >= STABLE_AFTER_MS ? 0 : crashes + 1
+    const delayMs = crashes <= 1 ? 0 : Math.min(MAX_BACKOFF_MS, 250 * 2 ** (crashes - 2))
+    log.error({ worker: worker.id, code, signal, delayMs }, 'worker died: replacing it')
+    setTimeout(fork, delayMs)
+  })
+
+  const exitWhenAllGone = (): void => {
+    if (startedAt.size > 0) return
+    log.info({ exitCode }, 'all workers exited')
+    process.exit(exitCode)
+  }
+  const stopAll = (signal: NodeJS.Signals): void => {
+    for (const worker of startedAt.keys()) worker.process.kill(signal)
+  }
+
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      log.info(`${signal} received while shutting down: already draining`)
+      return
+    }
+    stopping = true
+    log.info(`${signal} received: draining ${startedAt.size} workers`)
+    // Each worker runs the graceful sequence itself (lib/shutdown.ts).
+    stopAll('SIGTERM')
+    exitWhenAllGone()
+  }
+  process.on('SIGTERM', onSignal)
+  process.on('SIGINT', onSignal)
+
+  for (let i = 0; i < config.workers; i++) fork()
+}
