@@ -17,6 +17,7 @@ import swagger from './plugins/swagger.js'
 import upstreams from './plugins/upstreams.js'
 import admin from './routes/admin/index.js'
 import { version } from './lib/version.js'
+import { frameworkError } from './lib/gateway-reply.js'
 import { clientErrorHandler } from './lib/client-errors.js'
 
 declare module 'fastify' {
@@ -64,6 +65,8 @@ export async function buildApp (config: Readonly<Config>, options: BuildOptions 
     }, handler),
     // What Node's parser rejects (408/431/400) is answered as JSON with a request id too.
     clientErrorHandler,
+    // Router errors (a path it cannot percent-decode) as JSON with a request id too.
+    frameworkErrors: frameworkError,
     // Unknown fields are refused, not silently dropped; defaults inside unions are filled by
     // schemas/defaults.ts because Ajv ignores them there (hence strict: false).
     ajv: { customOptions: { removeAdditional: false, strict: false } },

@@ -4,10 +4,10 @@ import { BodyTooLargeError, hasRequestBody, limitedRequestBody } from './body-li
 import { type GatewayError, gatewayErrors } from './errors.js'
 import type { GatewayContext } from './gateway-context.js'
 import { rejectWith } from './gateway-reply.js'
-import { clientResponseHeaders, connectionNamedHeaders, upstreamRequestHeaders } from './proxy-headers.js'
+import { clientResponseHeaders, connectionNamedHeaders, upstreamRequestHeaders, VIA } from './proxy-headers.js'
+import { routePrefixOf } from './route-matcher.js'
 import type { Target } from '../plugins/upstreams.js'
 
-const VIA = '1.1 gatehouse'
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'])
 
 export type ForwardHandler = (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply>
@@ -24,7 +24,7 @@ export function createForward (app: FastifyInstance): ForwardHandler {
     const raw = request.raw
     const bodyLimit = route.bodyLimit
     const body = hasRequestBody(request) ? limitedRequestBody(request, context, bodyLimit) : null
-    const path = route.stripPath ? stripPrefix(context.path, route.path) : context.path
+    const path = route.stripPath ? stripPrefix(context.path, routePrefixOf(route)) : context.path
     const headers = upstreamRequestHeaders({
       rawHeaders: raw.rawHeaders,
       connectionNamed: connectionNamedHeaders(raw.headers.connection),
@@ -33,6 +33,7 @@ export function createForward (app: FastifyInstance): ForwardHandler {
       forwardedFor: appendForwardedFor(raw.headers['x-forwarded-for'] as string | undefined, context.socket.remoteAddress),
       forwardedProto: request.protocol,
       forwardedHost: raw.headers.host,
+      via: raw.headers.via,
       host: route.preserveHost ? raw.headers.host : undefined,
       consumerId: context.consumer?.id ?? null,
       consumerName: context.consumer?.name ?? null
@@ -54,7 +55,7 @@ export function createForward (app: FastifyInstance): ForwardHandler {
       try {
         response = await target.pool.request({
           method: request.method as Dispatcher.HttpMethod,
-          path: target.basePath + path + context.query,
+          path: upstreamPath(target.basePath, path) + context.query,
           headers,
           body,
           headersTimeout: timeoutMs,
@@ -86,12 +87,19 @@ function upstreamFailure (err: unknown, timeoutMs: number): GatewayError {
   return gatewayErrors.upstreamUnreachable(code)
 }
 
-/** The route's path prefix removed from a normalised path; what remains starts with '/'. */
-export function stripPrefix (path: string, routePath: string): string {
-  const prefix = routePath.length > 1 && routePath.endsWith('/') ? routePath.replace(/\/+$/, '') : routePath
-  if (prefix === '/') return path
-  const rest = path.slice(prefix.length)
-  return rest === '' ? '/' : rest
+/**
+ * A normalised path without the route's (normalised) prefix it matched on a segment
+ * boundary: "/api/x" − "/api" = "/x"; "/api" − "/api" = "" (upstreamPath makes it "/"
+ * or the target's base path, as nginx's prefix replacement does).
+ */
+export function stripPrefix (path: string, prefix: string): string {
+  return prefix === '/' ? path : path.slice(prefix.length)
+}
+
+/** Target base path ("" or "/v2") + forwarded path; never empty. */
+export function upstreamPath (basePath: string, path: string): string {
+  const joined = basePath + path
+  return joined === '' ? '/' : joined
 }
 
 function appendForwardedFor (existing: string | undefined, peer: string | undefined): string {

@@ -1,16 +1,28 @@
 import type { IncomingHttpHeaders } from 'node:http'
 
-/** RFC 9110 7.6.1 hop-by-hop headers, plus Proxy-* which are never forwarded (contract section 3). */
+/**
+ * RFC 9110 7.6.1 hop-by-hop headers, plus Proxy-* which are never forwarded (contract
+ * section 3), and HTTP2-Settings, which only means something on the client's connection.
+ */
 const HOP_BY_HOP = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization',
-  'te', 'trailer', 'transfer-encoding', 'upgrade'
+  'te', 'trailer', 'transfer-encoding', 'upgrade', 'http2-settings'
 ])
+
+/**
+ * Request headers that are also not forwarded. Expect: Node has already answered
+ * "100 Continue" to the client, and undici refuses to send the header at all (it would
+ * turn every `curl --data @big-file` into a 502).
+ */
+const REQUEST_ONLY_HOP = 'expect'
 
 /** Set by the gateway itself; a client's own copies are dropped. */
 const GATEWAY_OWNED = new Set([
   'host', 'x-request-id', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host',
   'x-consumer-id', 'x-consumer-name', 'via', 'forwarded'
 ])
+
+export const VIA = '1.1 gatehouse'
 
 export interface UpstreamHeaderInput {
   rawHeaders: readonly string[]
@@ -22,6 +34,8 @@ export interface UpstreamHeaderInput {
   forwardedFor: string
   forwardedProto: string
   forwardedHost: string | undefined
+  /** The client's own Via header; ours is appended (RFC 9110 7.6.3: every forwarded message gets one). */
+  via: string | undefined
   /** Host to send when preserveHost; undefined lets the pool use the target's. */
   host: string | undefined
   consumerId: string | null
@@ -39,7 +53,7 @@ export function upstreamRequestHeaders (input: UpstreamHeaderInput): string[] {
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]
     const lower = name.toLowerCase()
-    if (HOP_BY_HOP.has(lower) || lower.startsWith('proxy-') || GATEWAY_OWNED.has(lower) || lower.includes('_')) continue
+    if (HOP_BY_HOP.has(lower) || lower.startsWith('proxy-') || GATEWAY_OWNED.has(lower) || lower.includes('_') || lower === REQUEST_ONLY_HOP) continue
     if (connectionNamed !== null && connectionNamed.has(lower)) continue
     if (stripped !== null && stripped.includes(lower)) continue
     out.push(name, rawHeaders[i + 1])
@@ -49,6 +63,7 @@ export function upstreamRequestHeaders (input: UpstreamHeaderInput): string[] {
   out.push('x-forwarded-for', input.forwardedFor)
   out.push('x-forwarded-proto', input.forwardedProto)
   if (input.forwardedHost !== undefined) out.push('x-forwarded-host', input.forwardedHost)
+  out.push('via', input.via === undefined || input.via === '' ? VIA : `${input.via}, ${VIA}`)
   if (input.consumerId !== null) out.push('x-consumer-id', input.consumerId)
   if (input.consumerName !== null) out.push('x-consumer-name', input.consumerName)
   return out
@@ -67,13 +82,17 @@ export function connectionNamedHeaders (connection: string | undefined): Set<str
   return named
 }
 
-/** Upstream response headers → what the client gets: hop-by-hop removed, Via appended. */
-export function clientResponseHeaders (headers: IncomingHttpHeaders, via: string): Record<string, string | string[]> {
+/**
+ * Upstream response headers → what the client gets: hop-by-hop removed, Via appended.
+ * X-Request-Id is dropped: the client gets the gateway's id (set when the request
+ * arrived), which is the one the upstream was sent, not whatever the upstream made up.
+ */
+export function clientResponseHeaders (headers: IncomingHttpHeaders, via: string = VIA): Record<string, string | string[]> {
   const connectionNamed = connectionNamedHeaders(typeof headers.connection === 'string' ? headers.connection : undefined)
   const out: Record<string, string | string[]> = {}
   for (const name in headers) {
     const value = headers[name]
-    if (value === undefined || HOP_BY_HOP.has(name) || name.includes('_')) continue
+    if (value === undefined || HOP_BY_HOP.has(name) || name.includes('_') || name === 'x-request-id') continue
     if (connectionNamed !== null && connectionNamed.has(name)) continue
     out[name] = value
   }

@@ -1,10 +1,19 @@
 import { performance } from 'node:perf_hooks'
-import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RequestPayload } from 'fastify'
 import { createForward, unmapIPv4 } from '../lib/forward.js'
 import type { GatewayContext } from '../lib/gateway-context.js'
 import { reject } from '../lib/gateway-reply.js'
 import { normalizePath } from '../lib/normalize-path.js'
 import { hostName } from '../lib/route-matcher.js'
+
+/**
+ * Paths of the reserved endpoints (contract section 2). A spelling like "/x/../admin/routes"
+ * or an unknown "/admin/…" path reaches this scope's catch-all; it must never be proxied.
+ */
+const RESERVED_PATH = /^\/(?:admin|docs|health|ready|metrics)(?:\/|$)/
+
+/** Sent with 413: the rest of an oversized body is not worth reading (nginx closes too). */
+const CLOSE = { connection: 'close' }
 
 /** Request headers whose duplicates are refused (traps.md #5): Node silently keeps the first. */
 const SINGLE_VALUED = new Set(['host', 'authorization', 'proxy-authorization', 'x-api-key', 'x-request-id', 'content-length', 'transfer-encoding'])
@@ -23,6 +32,7 @@ export default async function proxy (app: FastifyInstance): Promise<void> {
   app.addHook('onRequest', startGatewayContext)
   app.addHook('onRequest', matchRoute)
   app.addHook('onRequest', checkDeclaredBodySize)
+  app.addHook('preParsing', passBodyThrough)
   app.addHook('onResponse', app.audit.recordRequest)
 
   app.route({
@@ -35,7 +45,7 @@ export default async function proxy (app: FastifyInstance): Promise<void> {
 
   function matchRoute (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     const context = request.gateway as GatewayContext
-    const route = app.routeTable.matcher.match(request.method, context.host, context.path)
+    const route = RESERVED_PATH.test(context.path) ? null : app.routeTable.matcher.match(request.method, context.host, context.path)
     if (route === null) return void reject(reply, context, 404, 'no_route', 'no route matches this request')
     context.route = route
     done()
@@ -79,10 +89,21 @@ function checkDeclaredBodySize (request: FastifyRequest, reply: FastifyReply, do
   if (declared !== undefined) {
     const limit = (context.route as NonNullable<GatewayContext['route']>).bodyLimit
     const size = Number(declared)
-    if (size > limit) return void reject(reply, context, 413, 'too_large', `request body exceeds the limit of ${limit} bytes`)
+    if (size > limit) return void reject(reply, context, 413, 'too_large', `request body exceeds the limit of ${limit} bytes`, CLOSE)
     context.bytesIn = size
   }
   done()
+}
+
+/**
+ * Fastify answers 415 for a Content-Type it cannot parse ("a;;;", "text") before any
+ * parser runs; a gateway must pass every body through untouched. Hiding the parsed header
+ * from Fastify sends every body to the pass-through '*' parser; the upstream still gets
+ * the client's Content-Type, because forwarding copies rawHeaders.
+ */
+function passBodyThrough (request: FastifyRequest, _reply: FastifyReply, payload: RequestPayload, done: (err: null, payload: RequestPayload) => void): void {
+  delete request.raw.headers['content-type']
+  done(null, payload)
 }
 
 function duplicateSingleValuedHeader (rawHeaders: readonly string[]): string | null {
