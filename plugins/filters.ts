@@ -1,0 +1,127 @@
+import fp from 'fastify-plugin'
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import { randomUUID } from 'node:crypto'
+import type { GatewayContext } from '../lib/gateway-context.js'
+import { reject } from '../lib/gateway-reply.js'
+import { canonicalFilter, FilterSet, filterProblem } from '../lib/ip-filters.js'
+import { deleteAllFilters, insertFilters, listAllFilters } from '../repositories/filters.js'
+import { type Filter, type FilterConfigItem, FilterConfigItemSchema } from '../schemas/filter.js'
+
+/**
+ * IP/path allow and deny lists for proxied traffic (contract section 4 "Filters"). The rules
+ * live in the `filters` table; every change (here or on another instance) recompiles them
+ * into a FilterSet that requests read without touching the database. The hook runs right
+ * after the gateway context exists and before route matching (contract section 3), and only
+ * in the proxied scope: the reserved endpoints never see it.
+ */
+export interface Filters {
+  /** onRequest hook of the proxied scope. */
+  onRequest: (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void
+  readonly current: FilterSet
+  /** Every stored rule, expired or not, in creation order. */
+  readonly rules: readonly Filter[]
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    filters: Filters
+  }
+}
+
+const filtersPlugin: FastifyPluginAsync = async (app) => {
+  let rules: readonly Filter[] = []
+  let current = new FilterSet([])
+  let cleanup: NodeJS.Timeout | null = null
+
+  function install (loaded: readonly Filter[]): void {
+    rules = Object.freeze(loaded)
+    current = new FilterSet(loaded)
+    scheduleCleanup()
+  }
+
+  // Expired rules already stop matching at lookup time; this recompile only drops them so
+  // lookups stay lean. It never runs on the request path.
+  function scheduleCleanup (): void {
+    if (cleanup !== null) clearTimeout(cleanup)
+    cleanup = null
+    const now = Date.now()
+    let next = Infinity
+    for (const rule of rules) {
+      if (rule.expiresAt === null) continue
+      const at = Date.parse(rule.expiresAt)
+      if (at > now && at < next) next = at
+    }
+    if (next === Infinity) return
+    cleanup = setTimeout(() => {
+      cleanup = null
+      current = new FilterSet(rules.filter((rule) => rule.expiresAt === null || Date.parse(rule.expiresAt) > Date.now()))
+      scheduleCleanup()
+    }, Math.min(next - now + 1, 2 ** 31 - 1))
+    cleanup.unref()
+  }
+
+  function onRequest (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+    const set = current
+    if (set.empty) return done()
+    const context = request.gateway as GatewayContext
+    const refusal = set.check(context.clientIp, context.path, Date.now())
+    if (refusal !== null) return void reject(reply, context, 403, 'blocked', refusal)
+    done()
+  }
+
+  app.decorate('filters', {
+    onRequest,
+    get current () { return current },
+    get rules () { return rules }
+  } satisfies Filters)
+
+  app.addHook('onClose', async () => {
+    if (cleanup !== null) clearTimeout(cleanup)
+  })
+
+  await app.configChanges.onChange('filters', async () => { install(await listAllFilters(app.db)) })
+
+  app.configSections.add<FilterConfigItem>({
+    name: 'filters',
+    itemSchema: FilterConfigItemSchema,
+    exportItems: async (db) => (await listAllFilters(db)).map((filter) => ({ ...filter })),
+    problem (items) {
+      const ids = new Set<string>()
+      for (const [index, item] of items.entries()) {
+        const problem = filterProblem(withDefaults(item), `filters/${index}`)
+        if (problem !== null) return problem
+        if (item.id !== undefined) {
+          if (ids.has(item.id)) return `filters/${index}/id "${item.id}" appears twice`
+          ids.add(item.id)
+        }
+      }
+      return null
+    },
+    async replaceAll (trx, items) {
+      await deleteAllFilters(trx)
+      const now = new Date().toISOString()
+      await insertFilters(trx, items.map((item) => buildFilter(item, now)))
+    }
+  })
+}
+
+/** A validated input (or config item) → the stored rule. */
+export function buildFilter (input: FilterConfigItem, now = new Date().toISOString()): Filter {
+  const canonical = canonicalFilter(withDefaults(input))
+  return {
+    id: input.id ?? randomUUID(),
+    action: canonical.action,
+    ip: canonical.ip,
+    path: canonical.path,
+    expiresAt: canonical.expiresAt,
+    reason: canonical.reason,
+    createdAt: input.createdAt ?? now
+  }
+}
+
+/** Config documents may omit the nullable fields; Ajv does not fill defaults inside unions. */
+function withDefaults (item: FilterConfigItem): FilterConfigItem {
+  return { ...item, ip: item.ip ?? null, path: item.path ?? null, expiresAt: item.expiresAt ?? null, reason: item.reason ?? '' }
+}
+
+export default fp(filtersPlugin, { name: 'filters', dependencies: ['db', 'config-changes', 'config-sections'] })

@@ -1,0 +1,131 @@
+import fp from 'fastify-plugin'
+import type { FastifyPluginAsync } from 'fastify'
+import { Redis, type RedisOptions } from 'ioredis'
+import { randomUUID } from 'node:crypto'
+
+/**
+ * Redis, when REDIS_URL is set (contract section 1): shared rate-limit counters
+ * (plugins/rate-limit.ts) and a config-change broadcast. The database's config_version stays
+ * the source of truth; the broadcast only makes other instances look at it at once instead
+ * of at their next poll, and the poll remains the safety net when Redis is away.
+ *
+ * Redis being down must cost a proxied request at most a few hundred ms and never memory:
+ * no offline queue (a command fails at once while disconnected), short connect and command
+ * timeouts, no per-command retries, and reconnection forever with a capped back-off.
+ */
+export interface RedisState {
+  /** null when REDIS_URL is unset. */
+  readonly client: Redis | null
+  /** Prepended to every key and channel, so tests and deployments can share one Redis. */
+  readonly keyPrefix: string
+  /** Whether the command connection is ready right now. */
+  readonly ready: boolean
+  /** Broadcasts received that made this instance refresh. */
+  readonly broadcastsReceived: number
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    redis: RedisState
+  }
+}
+
+export interface RedisPluginOptions {
+  keyPrefix?: string
+  commandTimeoutMs?: number
+  connectTimeoutMs?: number
+}
+
+export function redisClientOptions (options: RedisPluginOptions): RedisOptions {
+  return {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    connectTimeout: options.connectTimeoutMs ?? 500,
+    commandTimeout: options.commandTimeoutMs ?? 300,
+    retryStrategy: (attempt) => Math.min(attempt * 100, 1000),
+    // A READONLY replica after a failover: reconnect to find the new primary.
+    reconnectOnError: (err) => err.message.startsWith('READONLY')
+  }
+}
+
+const redisPlugin: FastifyPluginAsync<RedisPluginOptions> = async (app, options) => {
+  const keyPrefix = options.keyPrefix ?? 'gatehouse:'
+  const url = app.config.redisUrl
+  let broadcastsReceived = 0
+  if (url === null) {
+    app.decorate('redis', { client: null, keyPrefix, ready: false, broadcastsReceived: 0 } satisfies RedisState)
+    return
+  }
+
+  const client = new Redis(url, redisClientOptions(options))
+  // The subscriber keeps its SUBSCRIBE queued while reconnecting (one command, bounded)
+  // and resubscribes by itself after every reconnect.
+  const subscriber = new Redis(url, { ...redisClientOptions(options), enableOfflineQueue: true, commandTimeout: undefined })
+  const channel = `${keyPrefix}config-changes`
+  const instanceId = randomUUID()
+  let warnedAt = 0
+
+  const onError = (err: Error): void => {
+    // ioredis emits an error per failed reconnect attempt; one warning every 10 s is enough.
+    const now = Date.now()
+    if (now - warnedAt < 10_000) return
+    warnedAt = now
+    app.log.warn({ err: err.message }, 'redis unavailable; rate limits fail open and config changes arrive by polling until it returns')
+  }
+  client.on('error', onError)
+  subscriber.on('error', onError)
+  client.on('ready', () => { warnedAt = 0 })
+
+  app.decorate('redis', {
+    client,
+    keyPrefix,
+    get ready () { return client.status === 'ready' },
+    get broadcastsReceived () { return broadcastsReceived }
+  } satisfies RedisState)
+
+  // Start even when Redis is down: the gateway must not depend on it to serve.
+  await Promise.all([
+    client.connect().catch((err: Error) => onError(err)),
+    subscriber.connect().catch((err: Error) => onError(err))
+  ])
+
+  // Every version this instance moves to is announced once, unless a broadcast announced it
+  // already (then it came from elsewhere and everyone has been told).
+  let lastBroadcast = app.configChanges.version
+  subscriber.on('message', (_channel: string, message: string) => {
+    let parsed: { version?: unknown, from?: unknown }
+    try { parsed = JSON.parse(message) } catch { return }
+    if (parsed.from === instanceId || typeof parsed.version !== 'number') return
+    if (parsed.version > lastBroadcast) lastBroadcast = parsed.version
+    if (parsed.version <= app.configChanges.version) return
+    broadcastsReceived++
+    app.configChanges.refresh().catch((err: unknown) => app.log.warn({ err }, 'refresh after a config broadcast failed'))
+  })
+  // Messages sent while we were disconnected are lost: look at the database on reconnect.
+  subscriber.on('ready', () => {
+    app.configChanges.refresh().catch((err: unknown) => app.log.warn({ err }, 'refresh after redis reconnect failed'))
+  })
+  subscriber.subscribe(channel).catch((err: Error) => onError(err))
+
+  await app.configChanges.onChange('redis-broadcast', async () => {
+    const version = app.configChanges.version
+    if (version <= lastBroadcast) return
+    lastBroadcast = version
+    client.publish(channel, JSON.stringify({ version, from: instanceId })).catch((err: Error) => onError(err))
+  })
+
+  app.addHook('onClose', async () => {
+    await Promise.all([quit(client), quit(subscriber)])
+  })
+}
+
+async function quit (redis: Redis): Promise<void> {
+  if (redis.status === 'ready') {
+    await redis.quit().catch(() => redis.disconnect())
+  } else {
+    redis.disconnect()
+  }
+}
+
+export default fp(redisPlugin, { name: 'redis', dependencies: ['config-changes'] })
