@@ -1,0 +1,109 @@
+import fp from 'fastify-plugin'
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import { BasicVerifier } from '../lib/auth/basic.js'
+import { consumersConfigSection } from '../lib/auth/config-section.js'
+import { CredentialStore } from '../lib/auth/credential-store.js'
+import { JwksRegistry } from '../lib/auth/jwt.js'
+import { type AuthPolicy, compileAuthPolicy, type PolicyDependencies } from '../lib/auth/policy.js'
+import type { GatewayContext } from '../lib/gateway-context.js'
+import { loadCredentials } from '../repositories/consumers.js'
+import type { Route } from '../schemas/route.js'
+
+/**
+ * Route auth (contract section 5): the onRequest hook the proxied scope runs between CORS
+ * and the rate limit. Each route's policy is compiled when the route table swaps; the
+ * credential store (every consumer, key hash and basic credential) is compiled whenever
+ * the configuration version moves — at once on this instance, within the poll interval on
+ * the others — so the request path only reads maps and never awaits the database.
+ */
+export interface Auth {
+  onRequest: (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void
+  readonly store: CredentialStore
+  /** Verified basic credentials currently remembered (for tests and diagnostics). */
+  readonly basicCacheSize: number
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    auth: Auth
+  }
+}
+
+export interface AuthOptions {
+  /** JWKS: no refetch for an unknown kid sooner than this after the last fetch. */
+  jwksCooldownMs?: number
+  jwksCacheMaxAgeMs?: number
+  jwksTimeoutMs?: number
+  /** How long a verified basic username/password pair skips scrypt. */
+  basicCacheTtlMs?: number
+  /** scrypt runs at once / allowed to wait before answering 503. */
+  scryptConcurrency?: number
+  scryptMaxQueued?: number
+}
+
+function positive (name: keyof AuthOptions, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback
+  if (!Number.isInteger(value) || value < 0) throw new Error(`auth option ${name} must be a whole number ≥ 0, got ${value}`)
+  return value
+}
+
+const authPlugin: FastifyPluginAsync<AuthOptions> = async (app, options) => {
+  let store = CredentialStore.empty()
+  const getStore = (): CredentialStore => store
+  const basic = new BasicVerifier({
+    cacheTtlMs: positive('basicCacheTtlMs', options.basicCacheTtlMs, 30_000),
+    cacheMaxEntries: 10_000,
+    concurrency: Math.max(1, positive('scryptConcurrency', options.scryptConcurrency, 2)),
+    maxQueued: positive('scryptMaxQueued', options.scryptMaxQueued, 32)
+  }, getStore)
+  const jwks = new JwksRegistry({
+    cooldownMs: positive('jwksCooldownMs', options.jwksCooldownMs, 10_000),
+    cacheMaxAgeMs: positive('jwksCacheMaxAgeMs', options.jwksCacheMaxAgeMs, 600_000),
+    timeoutMs: positive('jwksTimeoutMs', options.jwksTimeoutMs, 5_000)
+  })
+  const dependencies: PolicyDependencies = { store: getStore, basic, jwks, log: app.log }
+
+  // Routes are immutable and replaced whole on reload, so a WeakMap keyed by the route
+  // object holds exactly the policies of the live table (and of requests still in flight).
+  const policies = new WeakMap<Route, AuthPolicy | null>()
+  function policyOf (route: Route): AuthPolicy | null {
+    let policy = policies.get(route)
+    if (policy === undefined) {
+      policy = compileAuthPolicy(route, dependencies)
+      policies.set(route, policy)
+    }
+    return policy
+  }
+
+  app.routeTable.onSwap((routes) => {
+    const jwksUrls = new Set<string>()
+    for (const route of routes) {
+      policyOf(route)
+      if (route.auth.type === 'jwt' && route.auth.jwksUrl !== null) jwksUrls.add(route.auth.jwksUrl)
+    }
+    jwks.retain(jwksUrls)
+  })
+
+  await app.configChanges.onChange('consumers', async () => {
+    const stored = await app.db.transaction().execute((trx) => loadCredentials(trx))
+    store = CredentialStore.build(stored)
+    basic.reset()
+  })
+
+  app.configSections.add(consumersConfigSection)
+
+  function onRequest (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+    const context = request.gateway as GatewayContext
+    const policy = policyOf(context.route as Route)
+    if (policy === null) return done()
+    policy.authenticate(request, reply, context, done)
+  }
+
+  app.decorate('auth', {
+    onRequest,
+    get store () { return store },
+    get basicCacheSize () { return basic.cacheSize }
+  } satisfies Auth)
+}
+
+export default fp(authPlugin, { name: 'auth', dependencies: ['db', 'config-changes', 'config-sections', 'route-table'] })
