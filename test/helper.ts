@@ -284,3 +284,17 @@ export async function spawnGateway (t: TestContext, env: Record<string, string |
     await new Promise((resolve) => setTimeout(resolve, 50))
   }
 }
+
+/** Creates a consumer through the admin API (inject); fails the test on a non-201. */
+export async function createConsumer (app: FastifyInstance, name: string, rateLimit: { max: number, windowMs: number } | null = null): Promise<{ id: string, name: string }> {
+  const response = await app.inject({ method: 'POST', url: '/admin/consumers', headers: adminHeaders, payload: { name, rateLimit } })
+  if (response.statusCode !== 201) throw new Error(`creating consumer ${name} failed: ${response.statusCode} ${response.body}`)
+  return response.json()
+}
+
+/** Creates an API key for a consumer (id or name) and returns the answer, key included. */
+export async function createApiKey (app: FastifyInstance, consumer: string): Promise<{ id: string, key: string, prefix: string }> {
+  const response = await app.inject({ method: 'POST', url: `/admin/consumers/${consumer}/keys`, headers: adminHeaders })
+  if (response.statusCode !== 201) throw new Error(`creating a key for ${consumer} failed: ${response.statusCode} ${response.body}`)
+  return response.json()
+}
