@@ -14,7 +14,7 @@ import metrics from './plugins/metrics.js'
 import proxy from './plugins/proxy.js'
 import routeTable from './plugins/route-table.js'
 import swagger from './plugins/swagger.js'
-import upstreams from './plugins/upstreams.js'
+import upstreams, { type UpstreamsOptions } from './plugins/upstreams.js'
 import admin from './routes/admin/index.js'
 import { version } from './lib/version.js'
 import { frameworkError } from './lib/gateway-reply.js'
@@ -32,6 +32,8 @@ export interface BuildOptions {
   logger?: FastifyServerOptions['logger']
   /** How often to look for changes made by other instances. */
   configPollIntervalMs?: number
+  /** Connect timeout, pool size, passive health (ejection) settings; defaults when omitted. */
+  upstreams?: UpstreamsOptions
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
@@ -87,7 +89,7 @@ export async function buildApp (config: Readonly<Config>, options: BuildOptions 
   await app.register(configChanges, { pollIntervalMs: options.configPollIntervalMs })
   await app.register(configSections)
   await app.register(routeTable)
-  await app.register(upstreams)
+  await app.register(upstreams, options.upstreams ?? {})
   await app.register(audit)
   await app.register(adminAuth)
   await app.register(swagger, { version })

@@ -22,7 +22,8 @@ export const gatewayErrors = {
   tooLarge: (limit: number) => new GatewayError(413, 'GW_BODY_TOO_LARGE', `request body exceeds the limit of ${limit} bytes`),
   upstreamUnreachable: (detail: string) => new GatewayError(502, 'GW_UPSTREAM_UNREACHABLE', `upstream connection failed: ${detail}`),
   noHealthyTarget: (retryAfterSeconds: number) => new GatewayError(503, 'GW_NO_HEALTHY_TARGET', 'no healthy upstream target', { 'retry-after': String(retryAfterSeconds) }),
-  upstreamTimeout: (timeoutMs: number) => new GatewayError(504, 'GW_UPSTREAM_TIMEOUT', `upstream did not answer within ${timeoutMs} ms`)
+  upstreamTimeout: (timeoutMs: number) => new GatewayError(504, 'GW_UPSTREAM_TIMEOUT', `upstream did not answer within ${timeoutMs} ms`),
+  upstreamConnectTimeout: () => new GatewayError(504, 'GW_UPSTREAM_CONNECT_TIMEOUT', 'upstream connection timed out')
 }
 
 export interface ErrorBody {

@@ -1,12 +1,13 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { Readable } from 'node:stream'
 import type { Dispatcher } from 'undici'
 import { BodyTooLargeError, hasRequestBody, limitedRequestBody } from './body-limit.js'
 import { type GatewayError, gatewayErrors } from './errors.js'
 import type { GatewayContext } from './gateway-context.js'
-import { rejectWith } from './gateway-reply.js'
+import { reject, rejectWith } from './gateway-reply.js'
 import { clientResponseHeaders, connectionNamedHeaders, upstreamRequestHeaders, VIA } from './proxy-headers.js'
 import { routePrefixOf } from './route-matcher.js'
-import type { Target } from '../plugins/upstreams.js'
+import type { Target, Upstreams } from '../plugins/upstreams.js'
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'])
 
@@ -39,17 +40,21 @@ export function createForward (app: FastifyInstance): ForwardHandler {
       consumerName: context.consumer?.name ?? null
     })
     const timeoutMs = route.timeoutMs
-    const canRetry = IDEMPOTENT.has(request.method) && body === null
-    const tried = new Set<Target>()
+    const idempotent = IDEMPOTENT.has(request.method)
+    const upstreams = app.upstreams
+    const clientGone = abortWhenClientLeaves(reply)
+    let tried: Set<Target> | undefined
     let lastFailure: GatewayError | null = null
 
     for (;;) {
-      const target = app.upstreams.select(route, tried)
+      const target = upstreams.select(route, tried)
       if (target === null) {
-        return rejectWith(reply, context, lastFailure ?? gatewayErrors.noHealthyTarget(10), 'upstream_error')
+        if (body !== null) discard(body)
+        return rejectWith(reply, context, lastFailure ?? gatewayErrors.noHealthyTarget(upstreams.retryAfterSeconds(route)), 'upstream_error')
       }
-      tried.add(target)
+      (tried ??= new Set()).add(target)
       context.target = target.url
+      const attemptBody = body === null ? null : new AttemptBody(body)
       target.inFlight++
       let response: Dispatcher.ResponseData
       try {
@@ -57,21 +62,36 @@ export function createForward (app: FastifyInstance): ForwardHandler {
           method: request.method as Dispatcher.HttpMethod,
           path: upstreamPath(target.basePath, path) + context.query,
           headers,
-          body,
+          body: attemptBody,
           headersTimeout: timeoutMs,
-          bodyTimeout: timeoutMs
+          bodyTimeout: timeoutMs,
+          signal: clientGone.signal
         })
       } catch (err) {
         target.inFlight--
-        if (err instanceof BodyTooLargeError) return rejectWith(reply, context, gatewayErrors.tooLarge(err.limit), 'too_large')
+        if (err instanceof BodyTooLargeError) {
+          upstreams.report(target, 'aborted')
+          return rejectWith(reply, context, gatewayErrors.tooLarge(err.limit), 'too_large')
+        }
+        if (clientGone.signal.aborted || raw.socket.destroyed) {
+          // Nobody is left to answer; the status is for the audit log (nginx's 499).
+          upstreams.report(target, 'aborted')
+          return reject(reply, context, 499, 'upstream_error', 'client closed the connection before the upstream answered')
+        }
         const failure = upstreamFailure(err, timeoutMs)
-        app.upstreams.report(target, 'failure')
-        lastFailure = failure
-        if (canRetry && failure.statusCode === 502 && tried.size <= route.retries) continue
-        return rejectWith(reply, context, failure, 'upstream_error')
+        upstreams.report(target, failure.targetFault ? 'failure' : 'aborted')
+        lastFailure = failure.error
+        // Retried only when nothing reached the client and the upstream cannot have acted on
+        // a half-sent body: a connection failure, an idempotent method, an unsent body.
+        if (failure.retryable && idempotent && attemptBody?.consumed !== true && tried.size <= route.retries) {
+          upstreams.countRetry()
+          continue
+        }
+        if (body !== null) discard(body)
+        return rejectWith(reply, context, failure.error, 'upstream_error')
       }
-      response.body.once('close', () => { target.inFlight-- })
-      app.upstreams.report(target, response.statusCode >= 500 ? 'failure' : 'success')
+      upstreams.report(target, response.statusCode >= 500 ? 'failure' : 'success')
+      relayBody(upstreams, target, response.body, reply, context, clientGone.signal, timeoutMs)
       reply.code(response.statusCode)
       reply.headers(clientResponseHeaders(response.headers, VIA))
       return reply.send(response.body)
@@ -79,12 +99,132 @@ export function createForward (app: FastifyInstance): ForwardHandler {
   }
 }
 
-function upstreamFailure (err: unknown, timeoutMs: number): GatewayError {
-  const code = (err as { code?: string }).code ?? 'unknown'
-  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') {
-    return gatewayErrors.upstreamTimeout(timeoutMs)
+/**
+ * Aborts the upstream request when the client goes away before its response is complete,
+ * so a client that gives up does not leave a request (and a connection) held upstream.
+ */
+function abortWhenClientLeaves (reply: FastifyReply): AbortController {
+  const controller = new AbortController()
+  const res = reply.raw
+  if (res.socket === null || res.socket.destroyed) {
+    controller.abort()
+    return controller
   }
-  return gatewayErrors.upstreamUnreachable(code)
+  res.once('close', () => { if (!res.writableFinished) controller.abort() })
+  return controller
+}
+
+/**
+ * Watches the upstream body while it streams to the client: in-flight ends when it closes
+ * however it ends, and an upstream that fails mid-response counts against the target.
+ * Fastify then ends the client response: destroyed (truncated, never hung) once headers
+ * went out, or an error answer before — given the upstream status here (502, 504 on the
+ * body timeout) rather than a 500.
+ */
+function relayBody (
+  upstreams: Upstreams,
+  target: Target,
+  upstreamBody: Readable,
+  reply: FastifyReply,
+  context: GatewayContext,
+  clientGone: AbortSignal,
+  timeoutMs: number
+): void {
+  upstreamBody.once('error', (err: Error & { statusCode?: number, code?: string }) => {
+    if (clientGone.aborted) return
+    upstreams.report(target, 'failure')
+    context.outcome = 'upstream_error'
+    context.detail = `upstream failed mid-response: ${err.code ?? err.message}`
+    if (!reply.raw.headersSent) err.statusCode = upstreamFailure(err, timeoutMs).error.statusCode
+  })
+  upstreamBody.once('close', () => { target.inFlight-- })
+}
+
+interface UpstreamFailure {
+  error: GatewayError
+  /** The connection failed before any response: safe to try another target. */
+  retryable: boolean
+  /** Says something about the target's health (counts toward ejection). */
+  targetFault: boolean
+}
+
+/** Socket-level failures before a response: connection refused, reset, closed, unreachable. */
+const CONNECTION_FAILURES = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN',
+  'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED'
+])
+
+/**
+ * Upstream failure → the gateway's answer (traps.md #3): refused/reset → 502, connect
+ * timeout and response timeout → 504. A response timeout is not retried: the client has
+ * already waited timeoutMs, and the upstream may be acting on the request.
+ */
+function upstreamFailure (err: unknown, timeoutMs: number): UpstreamFailure {
+  const code = (err as { code?: string }).code ?? 'unknown'
+  if (code === 'UND_ERR_CONNECT_TIMEOUT') return { error: gatewayErrors.upstreamConnectTimeout(), retryable: true, targetFault: true }
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
+    return { error: gatewayErrors.upstreamTimeout(timeoutMs), retryable: false, targetFault: true }
+  }
+  const connection = CONNECTION_FAILURES.has(code)
+  return { error: gatewayErrors.upstreamUnreachable(code), retryable: connection, targetFault: connection }
+}
+
+/** Reads and drops what is left of a request body the upstream will never get, so the client connection stays usable. */
+function discard (body: Readable): void {
+  if (!body.destroyed && !body.readableEnded) body.resume()
+}
+
+/**
+ * One attempt's view of the request body. undici destroys a body stream when an attempt
+ * fails, and destroying the client's request would cut its connection before it gets the
+ * 502; this wrapper is destroyed instead and only pauses the source. `consumed` tells
+ * whether any byte left the source — if none did, another target can still get it whole.
+ */
+class AttemptBody extends Readable {
+  consumed = false
+  private attached = false
+
+  constructor (private readonly source: Readable) {
+    super()
+    // Stays attached after the attempt, so a later client abort is never an unhandled 'error'.
+    source.on('error', this.onError)
+  }
+
+  override _read (): void {
+    if (!this.attached) {
+      this.attached = true
+      this.source.on('data', this.onData)
+      this.source.once('end', this.onEnd)
+    }
+    this.source.resume()
+  }
+
+  override _destroy (err: Error | null, callback: (err?: Error | null) => void): void {
+    this.detach()
+    callback(err)
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    this.consumed = true
+    if (!this.push(chunk)) this.source.pause()
+  }
+
+  private readonly onEnd = (): void => {
+    this.detach()
+    this.push(null)
+  }
+
+  private readonly onError = (err: Error): void => {
+    if (!this.destroyed) this.destroy(err)
+  }
+
+  private detach (): void {
+    if (!this.attached) return
+    this.attached = false
+    this.source.off('data', this.onData)
+    this.source.off('end', this.onEnd)
+    if (!this.source.readableEnded) this.source.pause()
+  }
 }
 
 /**
