@@ -3,7 +3,7 @@ import type { Config } from '../plugins/config.js'
 import type { Route, RouteInput } from '../schemas/route.js'
 
 /** A client's route fields → a full stored route, with the environment's defaults filled in. */
-export function buildRoute (input: RouteInput, config: Pick<Config, 'upstreamTimeoutMs' | 'bodyLimit'>, existing?: Route): Route {
+export function buildRoute (input: RouteInput, config: Pick<Config, 'upstreamTimeoutMs' | 'bodyLimit'>, existing?: Pick<Route, 'id' | 'createdAt'>): Route {
   const now = new Date().toISOString()
   return {
     ...input,

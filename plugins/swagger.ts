@@ -2,6 +2,7 @@ import fp from 'fastify-plugin'
 import type { FastifyPluginAsync } from 'fastify'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
+import { errorBody } from '../lib/errors.js'
 
 /** OpenAPI 3 document at /docs/json and Swagger UI at /docs. Registered before any route it describes. */
 const swaggerPlugin: FastifyPluginAsync<{ version: string }> = async (app, options) => {
@@ -22,6 +23,14 @@ const swaggerPlugin: FastifyPluginAsync<{ version: string }> = async (app, optio
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => typeof json.$id === 'string' ? json.$id : `def-${i}` }
   })
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list', persistAuthorization: true } })
+  // Any other /docs/… path is answered here: without this it would reach the proxied catch-all.
+  app.route({
+    method: ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'],
+    url: '/docs/*',
+    exposeHeadRoute: false,
+    schema: { hide: true },
+    handler: async (request, reply) => reply.code(404).send(errorBody(404, `no documentation at ${request.url.split('?')[0]}`, request.id))
+  })
 }
 
 export default fp(swaggerPlugin, { name: 'swagger' })

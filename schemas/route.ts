@@ -1,4 +1,4 @@
-import { Type, type Static } from '@sinclair/typebox'
+import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { NamePattern } from './common.js'
 
 const HttpMethod = Type.Union(
@@ -81,9 +81,34 @@ export const RouteInputSchema = Type.Object({
 }, { additionalProperties: false, $id: 'RouteInput' })
 export type RouteInput = Static<typeof RouteInputSchema>
 
-/** PATCH body: any subset; objects replace the stored value whole. */
-export const RoutePatchSchema = Type.Partial(Type.Object(routeFields, { additionalProperties: false }), { additionalProperties: false, $id: 'RoutePatch' })
+/** The field's schema without its own default (nested defaults stay). */
+function withoutDefault<T extends TSchema> (schema: T): T {
+  const { default: _default, ...rest } = schema
+  return rest as T
+}
+
+/**
+ * PATCH body: any subset; objects replace the stored value whole. Top-level defaults are
+ * dropped, or a patch of one field would reset every omitted field to its default.
+ */
+export const RoutePatchSchema = Type.Partial(
+  Type.Object(Object.fromEntries(Object.entries(routeFields).map(([key, schema]) => [key, withoutDefault(schema)])) as typeof routeFields),
+  { additionalProperties: false, $id: 'RoutePatch' }
+)
 export type RoutePatch = Static<typeof RoutePatchSchema>
+
+/**
+ * One route in the /admin/config document: what GET /admin/config exports, so a document
+ * round-trips. `id` is kept for a route whose name already exists and used for a new one;
+ * `createdAt` and `updatedAt` are informational and ignored on import.
+ */
+export const RouteConfigItemSchema = Type.Object({
+  id: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9._:-]+$', maxLength: 200 })),
+  ...RouteInputSchema.properties,
+  createdAt: Type.Optional(Type.String()),
+  updatedAt: Type.Optional(Type.String())
+}, { additionalProperties: false })
+export type RouteConfigItem = Static<typeof RouteConfigItemSchema>
 
 export const RouteSchema = Type.Object({
   id: Type.String(),

@@ -1,5 +1,11 @@
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import { errorBody } from '../../lib/errors.js'
+import { checkBody } from '../../schemas/defaults.js'
+import consumersAdmin from './consumers.js'
+import filtersAdmin from './filters.js'
+import rateLimitsAdmin from './rate-limits.js'
 import routesAdmin from './routes.js'
+import systemAdmin from './system.js'
 
 /**
  * /admin/*: one encapsulated scope so the admin-token hook covers every resource here and
@@ -7,6 +13,32 @@ import routesAdmin from './routes.js'
  * a preflight permissively (contract section 2).
  */
 export default async function admin (app: FastifyInstance): Promise<void> {
+  app.addHook('onRequest', echoRequestId)
   app.addHook('onRequest', app.requireAdmin)
+  // JSON in and out (contract section 4): any other body type is 415, not a string to validate.
+  app.removeContentTypeParser('text/plain')
+  // Every body is checked strictly (no type coercion) with defaults filled; see schemas/defaults.ts.
+  app.addHook('preValidation', checkBody)
+
   await app.register(routesAdmin, { prefix: '/routes' })
+  await app.register(consumersAdmin, { prefix: '/consumers' })
+  await app.register(filtersAdmin, { prefix: '/filters' })
+  await app.register(rateLimitsAdmin, { prefix: '/rate-limits' })
+  await app.register(systemAdmin)
+
+  // An unknown /admin path is answered here, after the token check, and never reaches the
+  // proxied scope's catch-all (which would otherwise take it as proxied traffic).
+  app.route({ method: ADMIN_METHODS, url: '/', exposeHeadRoute: false, schema: { hide: true }, handler: unknownAdminPath })
+  app.route({ method: ADMIN_METHODS, url: '/*', exposeHeadRoute: false, schema: { hide: true }, handler: unknownAdminPath })
+}
+
+const ADMIN_METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS']
+
+function echoRequestId (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+  reply.header('x-request-id', request.id)
+  done()
+}
+
+async function unknownAdminPath (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+  return reply.code(404).send(errorBody(404, `no admin endpoint ${request.method} ${request.url.split('?')[0]}`, request.id))
 }

@@ -3,10 +3,12 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { applyConfigChange } from '../../lib/apply-change.js'
 import { GatewayError } from '../../lib/errors.js'
 import { buildRoute, routeProblem } from '../../lib/route-input.js'
-import { deleteRoute, findRoute, insertRoute, listRoutes, routeNameTaken, updateRoute } from '../../repositories/routes.js'
+import { deleteRoute, findRoute, insertRoute, listAllRoutes, listRoutes, routeNameTaken, updateRoute } from '../../repositories/routes.js'
 import { fillBodyDefaults } from '../../schemas/defaults.js'
 import { ErrorSchema, IdParamsSchema, ListQuerySchema, listOf } from '../../schemas/common.js'
-import { type Route, type RouteInput, RouteInputSchema, RoutePatchSchema, RouteSchema } from '../../schemas/route.js'
+import { type Route, type RouteConfigItem, RouteConfigItemSchema, type RouteInput, RouteInputSchema, RoutePatchSchema, RouteSchema } from '../../schemas/route.js'
+import type { ConfigSection } from '../../plugins/config-sections.js'
+import type { Config } from '../../plugins/config.js'
 
 const tags = ['routes']
 const security = [{ bearerAuth: [] }]
@@ -14,6 +16,7 @@ const errors = { 400: ErrorSchema, 401: ErrorSchema, 404: ErrorSchema, 409: Erro
 
 /** /admin/routes — contract section 4 "Routes". */
 const routesAdmin: FastifyPluginAsyncTypebox = async (app) => {
+  app.configSections.add(routesSection(app.config))
   const notFound = (id: string): GatewayError => new GatewayError(404, 'GW_NOT_FOUND', `route ${id} not found`)
 
   async function load (id: string): Promise<Route> {
@@ -84,6 +87,57 @@ const routesAdmin: FastifyPluginAsyncTypebox = async (app) => {
       async (trx) => { if (!await deleteRoute(trx, before.id)) throw notFound(request.params.id) })
     return reply.code(204).send(null)
   })
+}
+
+/** The "routes" part of GET/PUT /admin/config. */
+export function routesSection (config: Pick<Config, 'upstreamTimeoutMs' | 'bodyLimit'>): ConfigSection<RouteConfigItem> {
+  return {
+    name: 'routes',
+    itemSchema: RouteConfigItemSchema,
+    exportItems: listAllRoutes,
+    problem (items) {
+      const names = new Map<string, number>()
+      const ids = new Map<string, number>()
+      for (const [index, item] of items.entries()) {
+        const { id, createdAt: _c, updatedAt: _u, ...input } = item
+        const problem = routeProblem(input, `routes/${index}`)
+        if (problem !== null) return problem
+        if (names.has(item.name)) return `routes/${index}/name "${item.name}" is already used by routes/${names.get(item.name)}`
+        names.set(item.name, index)
+        if (id !== undefined) {
+          if (ids.has(id)) return `routes/${index}/id "${id}" is already used by routes/${ids.get(id)}`
+          ids.set(id, index)
+        }
+      }
+      return null
+    },
+    async replaceAll (trx, items) {
+      const existing = new Map((await listAllRoutes(trx)).map((route) => [route.name, route]))
+      const kept = new Set(items.filter((item) => existing.has(item.name)).map((item) => (existing.get(item.name) as Route).id))
+      for (const route of existing.values()) {
+        if (!items.some((item) => item.name === route.name)) await deleteRoute(trx, route.id)
+      }
+      for (const [index, item] of items.entries()) {
+        const { id, createdAt: _c, updatedAt: _u, ...input } = item
+        const before = existing.get(item.name)
+        if (before === undefined) {
+          if (id !== undefined && kept.has(id)) {
+            throw new GatewayError(400, 'GW_VALIDATION', `body/routes/${index}/id "${id}" belongs to another route that stays`)
+          }
+          const now = new Date().toISOString()
+          await insertRoute(trx, buildRoute(input, config, id === undefined ? undefined : { id, createdAt: now }))
+          continue
+        }
+        const after = buildRoute(input, config, before)
+        if (sameRoute(before, after)) continue
+        await updateRoute(trx, after)
+      }
+    }
+  }
+}
+
+function sameRoute (a: Route, b: Route): boolean {
+  return JSON.stringify({ ...a, updatedAt: '' }) === JSON.stringify({ ...b, updatedAt: '' })
 }
 
 export default routesAdmin
