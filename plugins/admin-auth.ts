@@ -15,9 +15,12 @@ const adminAuthPlugin: FastifyPluginAsync = async (app) => {
 
   const requireAdmin: onRequestHookHandler = (request, reply, done) => {
     const header = request.headers.authorization
+    // Node keeps only the first of two Authorization lines (traps.md #5): refuse, never guess.
+    if (countHeader(request.raw.rawHeaders, 'authorization') > 1) {
+      return void reply.code(400).send(errorBody(400, 'duplicate authorization header', request.id))
+    }
     const authorized = typeof header === 'string' &&
       header.length > 7 && header.slice(0, 7).toLowerCase() === 'bearer ' &&
-      countHeader(request.raw.rawHeaders, 'authorization') === 1 &&
       tokenMatches(header.slice(7).trim(), tokenHash)
     if (authorized) return done()
     reply.code(401).header('www-authenticate', 'Bearer realm="gatehouse-admin"')

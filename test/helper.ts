@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer, get as httpGet, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
@@ -297,4 +298,33 @@ export async function createApiKey (app: FastifyInstance, consumer: string): Pro
   const response = await app.inject({ method: 'POST', url: `/admin/consumers/${consumer}/keys`, headers: adminHeaders })
   if (response.statusCode !== 201) throw new Error(`creating a key for ${consumer} failed: ${response.statusCode} ${response.body}`)
   return response.json()
+}
+
+/** Where the PostgreSQL tests create their databases (trust auth); override with GATEHOUSE_TEST_POSTGRES_URL. */
+export const POSTGRES_ADMIN_URL = process.env.GATEHOUSE_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test'
+
+/**
+ * A fresh PostgreSQL database `gh_<random>` for one test, dropped at teardown; its URL, or
+ * null when the server is unreachable (the caller skips with a message). With
+ * GATEHOUSE_REQUIRE_SERVICES=1 an unreachable server fails the test instead.
+ */
+export async function postgresDatabase (t: TestContext): Promise<string | null> {
+  const { default: pg } = await import('pg')
+  const admin = new pg.Client({ connectionString: POSTGRES_ADMIN_URL, connectionTimeoutMillis: 2000 })
+  try {
+    await admin.connect()
+  } catch (err) {
+    await admin.end().catch(() => {})
+    if (process.env.GATEHOUSE_REQUIRE_SERVICES === '1') throw new Error(`PostgreSQL required but unreachable at ${POSTGRES_ADMIN_URL}: ${(err as Error).message}`)
+    return null
+  }
+  const name = `gh_${randomBytes(6).toString('hex')}`
+  await admin.query(`CREATE DATABASE ${name}`)
+  t.teardown(async () => {
+    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
+    await admin.end()
+  })
+  const url = new URL(POSTGRES_ADMIN_URL)
+  url.pathname = `/${name}`
+  return url.toString()
 }
