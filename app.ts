@@ -1,21 +1,28 @@
 import { randomUUID } from 'node:crypto'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './plugins/config.js'
+import accessLog from './plugins/access-log.js'
 import adminAuth from './plugins/admin-auth.js'
-import audit from './plugins/audit.js'
+import auth, { type AuthOptions } from './plugins/auth.js'
+import audit, { type AuditOptions } from './plugins/audit.js'
 import configChanges from './plugins/config-changes.js'
 import configSections from './plugins/config-sections.js'
+import cors from './plugins/cors.js'
 import db from './plugins/db.js'
 import errorHandler from './plugins/error-handler.js'
+import filters from './plugins/filters.js'
 import health from './plugins/health.js'
 import metrics from './plugins/metrics.js'
 import proxy from './plugins/proxy.js'
+import rateLimit from './plugins/rate-limit.js'
+import redis from './plugins/redis.js'
 import routeTable from './plugins/route-table.js'
 import swagger from './plugins/swagger.js'
 import upstreams, { type UpstreamsOptions } from './plugins/upstreams.js'
 import admin from './routes/admin/index.js'
+import metricsRoute from './routes/metrics.js'
 import { version } from './lib/version.js'
 import { frameworkError } from './lib/gateway-reply.js'
 import { clientErrorHandler } from './lib/client-errors.js'
@@ -32,8 +39,19 @@ export interface BuildOptions {
   logger?: FastifyServerOptions['logger']
   /** How often to look for changes made by other instances. */
   configPollIntervalMs?: number
+  /** Prefix of every Redis key and channel (default "gatehouse:"); tests use one per test. */
+  redisKeyPrefix?: string
   /** Connect timeout, pool size, passive health (ejection) settings; defaults when omitted. */
   upstreams?: UpstreamsOptions
+  /** Route auth tuning (JWKS cooldown, basic-auth cache); tests shorten them. */
+  auth?: AuthOptions
+  /**
+   * false: proxied requests are not written to the audit log (admin changes still are). Only for
+   * the bench's audit-off profile, which measures what auditing costs; not a setting for users.
+   */
+  auditRequests?: boolean
+  /** Audit queue tuning (batch size, queue bound, retention cadence); tests shrink them. */
+  audit?: Omit<AuditOptions, 'recordRequests'>
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
@@ -55,6 +73,9 @@ export async function buildApp (config: Readonly<Config>, options: BuildOptions 
     logger: options.logger ?? { level: config.logLevel },
     trustProxy: trustProxyOption(config.trustProxy),
     genReqId: requestId,
+    // plugins/access-log.ts writes one line per request instead of Fastify's two
+    // (the top-level disableRequestLogging option is deprecated in Fastify 5.x).
+    logController: new LogController({ disableRequestLogging: true }),
     requestIdHeader: false,
     bodyLimit: config.bodyLimit,
     // Client-side limits (contract section 3, traps.md #1): Fastify leaves them off.
@@ -68,7 +89,10 @@ export async function buildApp (config: Readonly<Config>, options: BuildOptions 
     // What Node's parser rejects (408/431/400) is answered as JSON with a request id too.
     clientErrorHandler,
     // Router errors (a path it cannot percent-decode) as JSON with a request id too.
-    frameworkErrors: frameworkError,
+    frameworkErrors: (error, request, reply) => {
+      frameworkError(error, request, reply)
+      request.server.accessLog.routerRefused(request, reply, error.message)
+    },
     // Unknown fields are refused, not silently dropped; defaults inside unions are filled by
     // schemas/defaults.ts because Ajv ignores them there (hence strict: false).
     ajv: { customOptions: { removeAdditional: false, strict: false } },
@@ -89,13 +113,25 @@ export async function buildApp (config: Readonly<Config>, options: BuildOptions 
   await app.register(configChanges, { pollIntervalMs: options.configPollIntervalMs })
   await app.register(configSections)
   await app.register(routeTable)
+  // Traffic policy state (filters, CORS, rate limits), compiled on every change; Redis first:
+  // it carries the rate-limit counters and the config-change broadcast.
+  await app.register(redis, { keyPrefix: options.redisKeyPrefix })
+  await app.register(filters)
+  await app.register(cors)
+  await app.register(rateLimit)
   await app.register(upstreams, options.upstreams ?? {})
-  await app.register(audit)
+  await app.register(audit, { ...options.audit, recordRequests: options.auditRequests ?? true })
+  // Root hooks at the end of every request: access log, request metrics, audit rows. Before
+  // any route, so every route (and the 404 handler) gets them.
+  await app.register(accessLog)
+  // Route auth: policies compiled on every route-table swap, credentials on every config change.
+  await app.register(auth, options.auth ?? {})
   await app.register(adminAuth)
   await app.register(swagger, { version })
 
   // Reserved endpoints (contract section 2).
   await app.register(health)
+  await app.register(metricsRoute)
   await app.register(admin, { prefix: '/admin' })
 
   // Everything else is proxied traffic.

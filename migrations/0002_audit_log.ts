@@ -24,6 +24,10 @@ export async function up (db: Kysely<any>): Promise<void> {
   await db.schema.createIndex('audit_log_ts').on('audit_log').column('ts').execute()
   await db.schema.createIndex('audit_log_client_ip_ts').on('audit_log').columns(['client_ip', 'ts']).execute()
   await db.schema.createIndex('audit_log_route_id_ts').on('audit_log').columns(['route_id', 'ts']).execute()
+  // Admin events are rare among request rows, rejections rare among successes: both are
+  // filtered for often. status has no index of its own (outcome narrows it first).
+  await db.schema.createIndex('audit_log_event_type_ts').on('audit_log').columns(['event_type', 'ts']).execute()
+  await db.schema.createIndex('audit_log_outcome_ts').on('audit_log').columns(['outcome', 'ts']).execute()
 }
 
 export async function down (db: Kysely<any>): Promise<void> {

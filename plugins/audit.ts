@@ -1,8 +1,8 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import fp from 'fastify-plugin'
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import { performance } from 'node:perf_hooks'
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import type { NewAuditLogRow } from '../repositories/database.js'
-import { insertAuditRows } from '../repositories/audit.js'
+import { deleteAuditRowsBefore, insertAuditRows } from '../repositories/audit.js'
 
 export interface AdminChange {
   action: 'create' | 'replace' | 'update' | 'delete' | 'import' | 'reload' | string
@@ -14,12 +14,22 @@ export interface AdminChange {
 }
 
 export interface AuditLog {
-  /** onResponse hook of the proxied scope: one row per proxied request. */
-  recordRequest: (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void
-  /** One row per admin change; secrets must already be removed from before/after. */
+  /**
+   * One finished proxied request (plugins/access-log.ts calls it for every one, including
+   * those refused before routing and those whose client went away). Never blocks: the row
+   * is queued, or counted as dropped when the queue is full.
+   */
+  recordRequest: (row: NewAuditLogRow) => void
+  /** One row per admin change. Values of secret-looking fields in before/after are redacted here too. */
   recordAdmin: (request: FastifyRequest, change: AdminChange) => void
-  /** Write everything buffered now. */
+  /** Write everything queued now (retrying while the database is busy). */
   flush: () => Promise<void>
+  /** Rows waiting to be written, the batch being written included. */
+  readonly queueDepth: number
+  /** Rows thrown away because the queue was full since start. */
+  readonly dropped: number
+  /** Deletes rows older than the retention in small batches now; resolves with how many went. */
+  enforceRetention: () => Promise<number>
 }
 
 declare module 'fastify' {
@@ -29,65 +39,133 @@ declare module 'fastify' {
 }
 
 export interface AuditOptions {
+  /** How long a row may wait before its batch is written. */
   flushIntervalMs?: number
+  /** Rows per write transaction; a full batch is written at once. */
   batchSize?: number
+  /** Rows the queue holds at most; beyond it rows are dropped and counted, memory stays bounded. */
+  maxQueueRows?: number
+  /** false: request rows are not written (the bench's audit-off profile). Admin rows always are. */
+  recordRequests?: boolean
+  /** How often old rows are deleted, and how many per delete statement. */
+  retentionIntervalMs?: number
+  retentionBatchSize?: number
+  /** How long close() keeps retrying a busy database before giving up on the rest. */
+  closeTimeoutMs?: number
+}
+
+/** Field names whose values are credentials wherever they appear in an admin before/after. */
+const SECRET_FIELD = /^(secret|password|passwordhash|key|keyhash|apikey|token|hash|salt|clientsecret|privatekey)$/i
+export const REDACTED = '[redacted]'
+
+/** A copy of `value` with every secret-looking field's value replaced, at any depth. */
+export function redactSecrets (value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(redactSecrets)
+  if (value === null || typeof value !== 'object') return value
+  const copy: Record<string, unknown> = {}
+  for (const [name, field] of Object.entries(value)) {
+    copy[name] = SECRET_FIELD.test(name) && field !== null && field !== undefined ? REDACTED : redactSecrets(field)
+  }
+  return copy
 }
 
 /**
- * Rows are buffered in memory and written in one transaction per batch, never on the
- * request path; onClose writes whatever is left, so a clean shutdown loses nothing.
+ * Rows are queued in memory and written off the request path, one transaction per batch
+ * (every flushIntervalMs, or at once when a batch is full). A failed write (SQLITE_BUSY
+ * while another process holds the lock, PostgreSQL away) keeps its rows queued and is
+ * retried with backoff; while the database cannot keep up the queue stops at maxQueueRows
+ * and further rows are counted as dropped instead of growing memory.
+ *
+ * Shutdown: Fastify runs onClose hooks in reverse order of registration, so this plugin's
+ * (registered after db) writes the rest BEFORE db's destroys the connection — see
+ * test/plugins/audit.test.ts "close writes every queued row before the database closes".
  */
 const auditPlugin: FastifyPluginAsync<AuditOptions> = async (app, options) => {
-  const batchSize = options.batchSize ?? 500
-  let buffer: NewAuditLogRow[] = []
-  let writing: Promise<void> = Promise.resolve()
+  const flushIntervalMs = positive(options.flushIntervalMs ?? 50, 'flushIntervalMs')
+  const batchSize = positive(options.batchSize ?? 500, 'batchSize')
+  const maxQueueRows = positive(options.maxQueueRows ?? 100_000, 'maxQueueRows')
+  const retentionIntervalMs = positive(options.retentionIntervalMs ?? 60_000, 'retentionIntervalMs')
+  const retentionBatchSize = positive(options.retentionBatchSize ?? 500, 'retentionBatchSize')
+  const closeTimeoutMs = positive(options.closeTimeoutMs ?? 10_000, 'closeTimeoutMs')
+  const recordRequests = options.recordRequests ?? true
+  const retentionMs = app.config.auditRetentionDays * 24 * 60 * 60 * 1000
+
+  // The queue is queue[head..]; rows stay in it until their batch has committed, so a failed
+  // write needs no putting back, and queueDepth always counts the batch in flight.
+  let queue: NewAuditLogRow[] = []
+  let head = 0
+  let dropped = 0
+  let writing: Promise<void> | null = null
+  let failures = 0
+  let retryAt = 0
+  let closing = false
+
+  const depth = (): number => queue.length - head
 
   function push (row: NewAuditLogRow): void {
-    buffer.push(row)
-    if (buffer.length >= batchSize) void flush()
+    if (queue.length - head >= maxQueueRows) {
+      if (dropped++ === 0 || dropped % 10_000 === 0) app.log.warn({ dropped, maxQueueRows }, 'audit queue full: rows are being dropped')
+      return
+    }
+    queue.push(row)
+    if (queue.length - head >= batchSize && writing === null && failures === 0) startWriting()
   }
 
-  function flush (): Promise<void> {
-    writing = writing.then(async () => {
-      while (buffer.length > 0) {
-        const batch = buffer
-        buffer = []
-        try {
-          await insertAuditRows(app.db, batch)
-        } catch (err) {
-          app.log.error({ err, rows: batch.length }, 'writing audit rows failed; will retry')
-          buffer = batch.concat(buffer)
-          return
+  function startWriting (): void {
+    writing = writeAll().finally(() => { writing = null })
+  }
+
+  /** Writes batch after batch until the queue is empty or a write fails. */
+  async function writeAll (): Promise<void> {
+    while (depth() > 0) {
+      const end = Math.min(queue.length, head + batchSize)
+      const batch = head === 0 && end === queue.length ? queue : queue.slice(head, end)
+      try {
+        await insertAuditRows(app.db, batch)
+      } catch (err) {
+        failures++
+        retryAt = Date.now() + Math.min(2000, 50 * 2 ** Math.min(failures, 6))
+        if (failures === 1 || failures % 20 === 0) {
+          app.log.error({ err, rows: depth(), failures }, 'writing audit rows failed; they stay queued and are retried')
         }
+        return
       }
-    })
-    return writing
+      failures = 0
+      head = end
+      if (head === queue.length) {
+        queue = []
+        head = 0
+      } else if (head >= 4096 && head * 2 >= queue.length) {
+        queue = queue.slice(head)
+        head = 0
+      }
+      // Let requests run between batches: better-sqlite3 writes synchronously.
+      if (depth() > 0) await new Promise((resolve) => setImmediate(resolve))
+    }
+  }
+
+  async function flush (): Promise<void> {
+    const deadline = Date.now() + closeTimeoutMs
+    while (true) {
+      if (writing !== null) {
+        await writing
+        continue
+      }
+      if (depth() === 0) return
+      if (Date.now() > deadline) {
+        app.log.error({ lost: depth() }, 'audit rows could not be written before the deadline')
+        return
+      }
+      if (failures > 0 && Date.now() < retryAt) {
+        await sleep(Math.min(retryAt, deadline) - Date.now())
+        continue
+      }
+      startWriting()
+    }
   }
 
   const audit: AuditLog = {
-    recordRequest (request, reply, done) {
-      const context = request.gateway
-      if (context !== null) {
-        push({
-          ts: new Date().toISOString(),
-          event_type: 'request',
-          request_id: request.id,
-          client_ip: context.clientIp,
-          method: request.method,
-          path: context.path,
-          route_id: context.route?.id ?? null,
-          consumer_id: context.consumer?.id ?? null,
-          status: reply.statusCode,
-          outcome: context.outcome,
-          duration_ms: Math.round((performance.now() - context.startedAt) * 1000) / 1000,
-          bytes_in: context.bytesIn,
-          bytes_out: context.socket.bytesWritten - context.socketBytesWrittenAtStart,
-          user_agent: request.headers['user-agent'] ?? null,
-          detail: context.detail
-        })
-      }
-      done()
-    },
+    recordRequest: recordRequests ? push : () => {},
     recordAdmin (request, change) {
       push({
         ts: new Date().toISOString(),
@@ -97,26 +175,76 @@ const auditPlugin: FastifyPluginAsync<AuditOptions> = async (app, options) => {
         method: request.method,
         path: request.url.split('?')[0],
         route_id: change.resource === 'route' ? change.resourceId : null,
-        consumer_id: null,
+        consumer_id: change.resource === 'consumer' ? change.resourceId : null,
+        // Admin changes are recorded before the answer is sent; a change that failed is not recorded.
         status: null,
         outcome: 'admin',
         duration_ms: null,
         bytes_in: null,
         bytes_out: null,
         user_agent: request.headers['user-agent'] ?? null,
-        detail: JSON.stringify({ action: change.action, resource: change.resource, id: change.resourceId, before: change.before, after: change.after })
+        detail: JSON.stringify({
+          // One shared ADMIN_TOKEN: the actor is its holder; clientIp and userAgent say from where.
+          actor: 'admin-token',
+          action: change.action,
+          resource: change.resource,
+          id: change.resourceId,
+          before: redactSecrets(change.before) ?? null,
+          after: redactSecrets(change.after) ?? null
+        })
       })
     },
-    flush
+    flush,
+    get queueDepth () { return depth() },
+    get dropped () { return dropped },
+    enforceRetention
   }
   app.decorate('audit', audit)
 
-  const timer = setInterval(() => { if (buffer.length > 0) void flush() }, options.flushIntervalMs ?? 50)
-  timer.unref()
+  app.metrics.gauge('gatehouse_audit_queue_depth', 'Audit rows waiting to be written', depth)
+  app.metrics.counter('gatehouse_audit_dropped_rows_total', 'Audit rows dropped because the queue was full (database too slow or away)', () => dropped)
+
+  let retention: Promise<number> | null = null
+  function enforceRetention (): Promise<number> {
+    retention ??= deleteOldRows().finally(() => { retention = null })
+    return retention
+  }
+
+  async function deleteOldRows (): Promise<number> {
+    let deleted = 0
+    const before = new Date(Date.now() - retentionMs).toISOString()
+    while (!closing) {
+      const count = await deleteAuditRowsBefore(app.db, before, retentionBatchSize)
+      deleted += count
+      if (count < retentionBatchSize) break
+      // A pause between batches: requests and the audit writer get the event loop and the lock.
+      await sleep(10)
+    }
+    if (deleted > 0) app.log.info({ deleted, retentionDays: app.config.auditRetentionDays }, 'old audit rows deleted')
+    return deleted
+  }
+
+  const flushTimer = setInterval(() => {
+    if (depth() > 0 && writing === null && Date.now() >= retryAt) startWriting()
+  }, flushIntervalMs)
+  flushTimer.unref()
+  const retentionTimer = setInterval(() => {
+    enforceRetention().catch((err: unknown) => { app.log.error({ err }, 'deleting old audit rows failed; retried later') })
+  }, retentionIntervalMs)
+  retentionTimer.unref()
+
   app.addHook('onClose', async () => {
-    clearInterval(timer)
+    closing = true
+    clearInterval(flushTimer)
+    clearInterval(retentionTimer)
+    await retention?.catch(() => {})
     await flush()
   })
 }
 
-export default fp(auditPlugin, { name: 'audit', dependencies: ['db'] })
+function positive (value: number, name: string): number {
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`audit option ${name} must be a positive number, got ${value}`)
+  return value
+}
+
+export default fp(auditPlugin, { name: 'audit', dependencies: ['db', 'metrics'] })

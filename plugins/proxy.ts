@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RequestPayload } from 'fastify'
+import { preflightMethod } from '../lib/cors.js'
 import { createForward, unmapIPv4 } from '../lib/forward.js'
 import type { GatewayContext } from '../lib/gateway-context.js'
 import { reject } from '../lib/gateway-reply.js'
@@ -30,10 +31,16 @@ export default async function proxy (app: FastifyInstance): Promise<void> {
   app.addContentTypeParser('*', (_request, _payload, done) => { done(null) })
 
   app.addHook('onRequest', startGatewayContext)
+  app.addHook('onRequest', app.filters.onRequest)
   app.addHook('onRequest', matchRoute)
+  app.addHook('onRequest', app.cors.onRequest)
+  app.addHook('onRequest', app.auth.onRequest)
+  app.addHook('onRequest', app.rateLimits.onRequest)
   app.addHook('onRequest', checkDeclaredBodySize)
+  app.addHook('onSend', app.cors.onSend)
   app.addHook('preParsing', passBodyThrough)
-  app.addHook('onResponse', app.audit.recordRequest)
+  // The audit row, metrics and access-log line of each request: plugins/access-log.ts (root hooks,
+  // so requests refused before this scope and clients that go away are recorded too).
 
   app.route({
     method: ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'],
@@ -45,7 +52,9 @@ export default async function proxy (app: FastifyInstance): Promise<void> {
 
   function matchRoute (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     const context = request.gateway as GatewayContext
-    const route = RESERVED_PATH.test(context.path) ? null : app.routeTable.matcher.match(request.method, context.host, context.path)
+    // A CORS preflight is matched by the method it asks about (plugins/cors.ts answers it).
+    const method = preflightMethod(request.method, request.raw.headers) ?? request.method
+    const route = RESERVED_PATH.test(context.path) ? null : app.routeTable.matcher.match(method, context.host, context.path)
     if (route === null) return void reject(reply, context, 404, 'no_route', 'no route matches this request')
     context.route = route
     done()

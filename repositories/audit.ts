@@ -1,11 +1,185 @@
-import type { Kysely } from 'kysely'
-import type { Database, NewAuditLogRow } from './database.js'
+import { sql, type Kysely, type SelectQueryBuilder } from 'kysely'
+import type { AuditLogRow, Database, NewAuditLogRow } from './database.js'
 
-export async function insertAuditRows (db: Kysely<Database>, rows: NewAuditLogRow[]): Promise<void> {
+/** An audit row as the admin API answers it (contract section 4 "Audit"). */
+export interface AuditEntry {
+  id: number
+  ts: string
+  eventType: string
+  requestId: string | null
+  clientIp: string | null
+  method: string | null
+  path: string | null
+  routeId: string | null
+  consumerId: string | null
+  status: number | null
+  outcome: string
+  durationMs: number | null
+  bytesIn: number | null
+  bytesOut: number | null
+  userAgent: string | null
+  /** Request rows: the reason of a rejection or failure. Admin rows: {actor, action, resource, id, before, after}. */
+  detail: unknown
+}
+
+export interface AuditFilter {
+  eventType?: string
+  clientIp?: string
+  routeId?: string
+  status?: number
+  outcome?: string
+  /** ISO-8601 (UTC, as written by toISOString), inclusive. */
+  since?: string
+  /** ISO-8601, exclusive. */
+  until?: string
+}
+
+/** SQLite caps bound parameters per statement (32766 since 3.32); 16 columns × 500 rows stays below. */
+const ROWS_PER_STATEMENT = 500
+
+/** One transaction for the whole batch: all rows are written, or none. */
+export async function insertAuditRows (db: Kysely<Database>, rows: readonly NewAuditLogRow[]): Promise<void> {
+  if (rows.length === 0) return
   await db.transaction().execute(async (trx) => {
-    // SQLite caps bound parameters per statement; 15 columns × 60 rows stays far below it.
-    for (let i = 0; i < rows.length; i += 60) {
-      await trx.insertInto('audit_log').values(rows.slice(i, i + 60)).execute()
+    for (let i = 0; i < rows.length; i += ROWS_PER_STATEMENT) {
+      await trx.insertInto('audit_log').values(rows.slice(i, i + ROWS_PER_STATEMENT)).execute()
     }
   })
+}
+
+// Every value below goes in as a bound parameter: a filter value that looks like SQL is just a string.
+function filtered<O> (query: SelectQueryBuilder<Database, 'audit_log', O>, filter: AuditFilter): SelectQueryBuilder<Database, 'audit_log', O> {
+  if (filter.eventType !== undefined) query = query.where('event_type', '=', filter.eventType)
+  if (filter.clientIp !== undefined) query = query.where('client_ip', '=', filter.clientIp)
+  if (filter.routeId !== undefined) query = query.where('route_id', '=', filter.routeId)
+  if (filter.status !== undefined) query = query.where('status', '=', filter.status)
+  if (filter.outcome !== undefined) query = query.where('outcome', '=', filter.outcome)
+  if (filter.since !== undefined) query = query.where('ts', '>=', filter.since)
+  if (filter.until !== undefined) query = query.where('ts', '<', filter.until)
+  return query
+}
+
+/** Newest first (by time, then by insertion order), paginated. */
+export async function listAuditRows (
+  db: Kysely<Database>,
+  filter: AuditFilter,
+  page: { limit: number, offset: number }
+): Promise<{ items: AuditEntry[], total: number }> {
+  const [rows, count] = await Promise.all([
+    filtered(db.selectFrom('audit_log').selectAll(), filter)
+      .orderBy('ts', 'desc').orderBy('id', 'desc')
+      .limit(page.limit).offset(page.offset)
+      .execute(),
+    filtered(db.selectFrom('audit_log').select((eb) => eb.fn.countAll<number>().as('total')), filter)
+      .executeTakeFirstOrThrow()
+  ])
+  return { items: rows.map(toEntry), total: Number(count.total) }
+}
+
+function toEntry (row: AuditLogRow): AuditEntry {
+  return {
+    id: Number(row.id),
+    ts: row.ts,
+    eventType: row.event_type,
+    requestId: row.request_id,
+    clientIp: row.client_ip,
+    method: row.method,
+    path: row.path,
+    routeId: row.route_id,
+    consumerId: row.consumer_id,
+    status: row.status,
+    outcome: row.outcome,
+    durationMs: row.duration_ms === null ? null : Number(row.duration_ms),
+    bytesIn: row.bytes_in === null ? null : Number(row.bytes_in),
+    bytesOut: row.bytes_out === null ? null : Number(row.bytes_out),
+    userAgent: row.user_agent,
+    detail: row.event_type === 'admin' && row.detail !== null ? parseJson(row.detail) : row.detail
+  }
+}
+
+function parseJson (text: string): unknown {
+  try {
+    return JSON.parse(text)
+  } catch {
+    return text
+  }
+}
+
+export interface AuditStats {
+  total: number
+  byEventType: Record<string, number>
+  byStatusClass: Record<string, number>
+  byOutcome: Record<string, number>
+  byRoute: Array<{ routeId: string | null, count: number }>
+  topClientIps: Array<{ clientIp: string, count: number }>
+  /** Nearest-rank percentiles of request rows' durationMs; null when the window has none. */
+  latencyMs: { p50: number | null, p95: number | null, p99: number | null }
+}
+
+/**
+ * Aggregates over [since, until). Counting and ordering happen in the database; the
+ * percentiles are nearest-rank (the value at rank ⌈p·n⌉), computed the same way on
+ * SQLite and PostgreSQL so both answer identical numbers for identical rows.
+ */
+export async function auditStats (db: Kysely<Database>, window: { since: string, until: string }, top: number): Promise<AuditStats> {
+  const inWindow = <O>(query: SelectQueryBuilder<Database, 'audit_log', O>): SelectQueryBuilder<Database, 'audit_log', O> =>
+    query.where('ts', '>=', window.since).where('ts', '<', window.until)
+  const requests = <O>(query: SelectQueryBuilder<Database, 'audit_log', O>): SelectQueryBuilder<Database, 'audit_log', O> =>
+    inWindow(query).where('event_type', '=', 'request')
+  const statusClass = sql<number>`status / 100`
+
+  const [byEventType, byStatusClass, byOutcome, byRoute, topClientIps, latencyCount] = await Promise.all([
+    inWindow(db.selectFrom('audit_log').select((eb) => ['event_type as key', eb.fn.countAll<number>().as('count')]))
+      .groupBy('event_type').execute(),
+    requests(db.selectFrom('audit_log').select((eb) => [statusClass.as('key'), eb.fn.countAll<number>().as('count')]))
+      .where('status', 'is not', null).groupBy(statusClass).execute(),
+    inWindow(db.selectFrom('audit_log').select((eb) => ['outcome as key', eb.fn.countAll<number>().as('count')]))
+      .groupBy('outcome').execute(),
+    requests(db.selectFrom('audit_log').select((eb) => ['route_id', eb.fn.countAll<number>().as('count')]))
+      .groupBy('route_id').orderBy('count', 'desc').orderBy('route_id').execute(),
+    requests(db.selectFrom('audit_log').select((eb) => ['client_ip', eb.fn.countAll<number>().as('count')]))
+      .where('client_ip', 'is not', null).groupBy('client_ip')
+      .orderBy('count', 'desc').orderBy('client_ip').limit(top).execute(),
+    requests(db.selectFrom('audit_log').select((eb) => eb.fn.countAll<number>().as('count')))
+      .where('duration_ms', 'is not', null).executeTakeFirstOrThrow()
+  ])
+
+  const measured = Number(latencyCount.count)
+  const percentile = async (p: number): Promise<number | null> => {
+    if (measured === 0) return null
+    const rank = Math.max(1, Math.ceil(p * measured))
+    const row = await requests(db.selectFrom('audit_log').select('duration_ms'))
+      .where('duration_ms', 'is not', null)
+      .orderBy('duration_ms').limit(1).offset(rank - 1)
+      .executeTakeFirst()
+    return row?.duration_ms === undefined || row.duration_ms === null ? null : Number(row.duration_ms)
+  }
+  const [p50, p95, p99] = await Promise.all([percentile(0.5), percentile(0.95), percentile(0.99)])
+
+  const counts = (rows: Array<{ key: unknown, count: unknown }>, label: (key: unknown) => string): Record<string, number> => {
+    const result: Record<string, number> = {}
+    for (const row of rows) result[label(row.key)] = Number(row.count)
+    return result
+  }
+  const eventCounts = counts(byEventType, String)
+  return {
+    total: Object.values(eventCounts).reduce((sum, n) => sum + n, 0),
+    byEventType: eventCounts,
+    byStatusClass: counts(byStatusClass, (key) => `${Number(key)}xx`),
+    byOutcome: counts(byOutcome, String),
+    byRoute: byRoute.map((row) => ({ routeId: row.route_id, count: Number(row.count) })),
+    topClientIps: topClientIps.map((row) => ({ clientIp: row.client_ip as string, count: Number(row.count) })),
+    latencyMs: { p50, p95, p99 }
+  }
+}
+
+/**
+ * Deletes up to `limit` rows older than `before` and says how many went. Small batches keep
+ * each write transaction short, so the audit writer and admin writes never wait long for it.
+ */
+export async function deleteAuditRowsBefore (db: Kysely<Database>, before: string, limit: number): Promise<number> {
+  const result = await db.deleteFrom('audit_log')
+    .where('id', 'in', (eb) => eb.selectFrom('audit_log').select('id').where('ts', '<', before).orderBy('id').limit(limit))
+    .executeTakeFirst()
+  return Number(result.numDeletedRows)
 }

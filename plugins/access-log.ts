@@ -1,0 +1,217 @@
+import { randomUUID } from 'node:crypto'
+import type { Socket } from 'node:net'
+import fp from 'fastify-plugin'
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import { unmapIPv4 } from '../lib/forward.js'
+import type { Outcome } from '../lib/gateway-context.js'
+import type { NewAuditLogRow } from '../repositories/database.js'
+
+/**
+ * The end of every request, seen once: one access-log line (pino, info), the request
+ * metrics, and — for proxied traffic — one audit row. Hooks are on the root so they also
+ * see what never reaches the proxied scope's own hooks:
+ *  - requests Node's HTTP parser or its timers refuse (400/408/431: server 'clientError');
+ *  - requests whose client goes away before the answer is complete (no onResponse then:
+ *    the socket's 'close' finds them still in flight);
+ *  - requests with a method the proxy does not route (Fastify's 404 handler).
+ * Each request is recorded exactly once: it is tracked on its socket from onRequest until
+ * onResponse or the socket's close, whichever comes first, and only the first records it.
+ */
+
+const kActive = Symbol('gatehouse.activeReplies')
+const kTimedOut = Symbol('gatehouse.clientTimedOut')
+
+interface TrackedSocket extends Socket {
+  /** The reply in flight on this connection (a Set only when a client pipelines). */
+  [kActive]?: FastifyReply | Set<FastifyReply> | null
+  /** Node's request timer fired while a request was in flight (Fastify then answers 408). */
+  [kTimedOut]?: boolean
+}
+
+/** What Node's parser and timers refuse, as lib/client-errors.ts answers it. */
+function clientErrorAnswer (code: string | undefined): { status: number, outcome: Outcome, detail: string } {
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return { status: 408, outcome: 'blocked', detail: 'request not received in time' }
+  if (code === 'HPE_HEADER_OVERFLOW') return { status: 431, outcome: 'too_large', detail: 'request headers too large' }
+  return { status: 400, outcome: 'blocked', detail: `malformed HTTP request (${code ?? 'unknown'})` }
+}
+
+const REQUEST_LINE = /^([A-Z]{1,20}) ([^\s]{1,2048}) HTTP\/1\.[01]\r?\n/
+
+const round = (ms: number): number => Math.round(ms * 1000) / 1000
+
+export interface AccessLog {
+  /**
+   * A request Fastify's router refused before any hook ran (frameworkErrors: a path it cannot
+   * percent-decode), after its answer was sent: recorded like a request the parser refused.
+   */
+  routerRefused: (request: FastifyRequest, reply: FastifyReply, detail: string) => void
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    accessLog: AccessLog
+  }
+}
+
+const accessLogPlugin: FastifyPluginAsync = async (app) => {
+  const { metrics, audit } = app
+
+  app.decorate('accessLog', {
+    routerRefused (request: FastifyRequest, reply: FastifyReply, detail: string) {
+      const status = reply.statusCode
+      const path = request.url.split('?')[0]
+      metrics.recordRequest(null, request.method, status, -1, 'blocked', 0, 0)
+      request.log.info({ route: null, method: request.method, path, status, outcome: 'blocked', detail }, 'request completed')
+      audit.recordRequest(requestRow(request.id, unmapIPv4(request.ip), request.method, path, status, 'blocked', null, request.headers['user-agent'] ?? null, detail))
+    }
+  })
+
+  app.routeTable.onSwap((routes) => { metrics.retainRoutes(routes.map((route) => route.name)) })
+
+  app.server.on('connection', (socket: TrackedSocket) => {
+    socket[kActive] = null
+    socket[kTimedOut] = false
+    metrics.connectionOpened()
+    socket.once('close', onSocketClose)
+  })
+  // Before Fastify's clientErrorHandler, which destroys the socket.
+  app.server.prependListener('clientError', onClientError)
+
+  app.addHook('onRequest', function trackRequest (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
+    metrics.requestStarted()
+    const socket = request.raw.socket as TrackedSocket
+    const active = socket[kActive]
+    if (active === null || active === undefined) socket[kActive] = reply
+    else if (active instanceof Set) active.add(reply)
+    else socket[kActive] = new Set([active, reply])
+    done()
+  })
+
+  app.addHook('onResponse', function requestCompleted (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
+    if (untrack(request.raw.socket as TrackedSocket, reply)) finish(request, reply, reply.statusCode)
+    done()
+  })
+
+  function untrack (socket: TrackedSocket, reply: FastifyReply): boolean {
+    const active = socket[kActive]
+    if (active === reply) {
+      socket[kActive] = null
+      return true
+    }
+    if (active instanceof Set && active.delete(reply)) {
+      if (active.size === 0) socket[kActive] = null
+      return true
+    }
+    return false
+  }
+
+  function onSocketClose (this: TrackedSocket): void {
+    metrics.connectionClosed()
+    const active = this[kActive]
+    if (active === null || active === undefined) return
+    this[kActive] = null
+    if (active instanceof Set) for (const reply of active) aborted(reply, this[kTimedOut] === true)
+    else aborted(active, this[kTimedOut] === true)
+  }
+
+  /** The connection closed before the answer was complete: the client went away, or Node's request timer cut it. */
+  function aborted (reply: FastifyReply, timedOut: boolean): void {
+    const raw = reply.raw
+    const status = raw.headersSent ? raw.statusCode : timedOut ? 408 : 499
+    const context = reply.request.gateway
+    if (context !== null) {
+      if (status === 408) {
+        context.outcome = 'blocked'
+        context.detail = 'request not received in time'
+      } else if (context.detail === null) {
+        context.detail = 'client closed the connection before the response was complete'
+      }
+    }
+    finish(reply.request, reply, status)
+  }
+
+  function finish (request: FastifyRequest, reply: FastifyReply, status: number): void {
+    metrics.requestEnded()
+    const durationMs = round(reply.elapsedTime)
+    const context = request.gateway
+    if (context !== null) {
+      const routeName = context.route === null ? null : context.route.name
+      const bytesOut = context.socket.bytesWritten - context.socketBytesWrittenAtStart
+      metrics.recordRequest(routeName, request.method, status, durationMs, context.outcome, context.bytesIn, bytesOut)
+      request.log.info({ route: routeName, method: request.method, path: context.path, status, durationMs, outcome: context.outcome }, 'request completed')
+      audit.recordRequest({
+        ts: new Date().toISOString(),
+        event_type: 'request',
+        request_id: request.id,
+        client_ip: context.clientIp,
+        method: request.method,
+        path: context.path,
+        route_id: context.route === null ? null : context.route.id,
+        consumer_id: context.consumer === null ? null : context.consumer.id,
+        status,
+        outcome: context.outcome,
+        duration_ms: durationMs,
+        bytes_in: context.bytesIn,
+        bytes_out: bytesOut,
+        user_agent: request.headers['user-agent'] ?? null,
+        detail: context.detail
+      })
+      return
+    }
+    const path = request.url.split('?')[0]
+    if (request.is404) {
+      // A method the proxy does not route: proxied traffic that matched no route (contract section 3).
+      const detail = `no route for method ${request.method}`
+      metrics.recordRequest(null, request.method, status, durationMs, 'no_route', 0, 0)
+      request.log.info({ route: null, method: request.method, path, status, durationMs, outcome: 'no_route' }, 'request completed')
+      audit.recordRequest(requestRow(request.id, unmapIPv4(request.ip), request.method, path, status, 'no_route', durationMs, request.headers['user-agent'] ?? null, detail))
+      return
+    }
+    // Reserved endpoints (/health, /admin/*, /metrics, /docs): logged, not counted as traffic.
+    request.log.info({ route: null, method: request.method, path, status, durationMs }, 'request completed')
+  }
+
+  function onClientError (err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: TrackedSocket): void {
+    if (err.code === 'ECONNRESET' || socket.destroyed) return
+    if (socket[kActive] !== null && socket[kActive] !== undefined) {
+      // A request is in flight on this connection: it is recorded when the socket closes.
+      if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') socket[kTimedOut] = true
+      return
+    }
+    // Nothing is answered on a connection that cannot be written to: no request to record.
+    if (!socket.writable) return
+    const { status, outcome, detail } = clientErrorAnswer(err.code)
+    const line = err.rawPacket === undefined ? null : REQUEST_LINE.exec(err.rawPacket.subarray(0, 2100).toString('latin1'))
+    const method = line === null ? null : line[1]
+    const path = line === null ? null : line[2].split('?')[0]
+    const requestId = randomUUID()
+    metrics.recordRequest(null, method ?? 'OTHER', status, -1, outcome, 0, 0)
+    app.log.info({ reqId: requestId, route: null, method, path, status, outcome, detail }, 'request completed')
+    audit.recordRequest(requestRow(requestId, unmapIPv4(socket.remoteAddress ?? ''), method, path, status, outcome, null, null, detail))
+  }
+}
+
+function requestRow (
+  requestId: string, clientIp: string, method: string | null, path: string | null, status: number,
+  outcome: Outcome, durationMs: number | null, userAgent: string | null, detail: string
+): NewAuditLogRow {
+  return {
+    ts: new Date().toISOString(),
+    event_type: 'request',
+    request_id: requestId,
+    client_ip: clientIp,
+    method,
+    path,
+    route_id: null,
+    consumer_id: null,
+    status,
+    outcome,
+    duration_ms: durationMs,
+    bytes_in: 0,
+    bytes_out: 0,
+    user_agent: userAgent,
+    detail
+  }
+}
+
+export default fp(accessLogPlugin, { name: 'access-log', dependencies: ['metrics', 'audit', 'route-table'] })
