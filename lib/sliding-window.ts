@@ -76,7 +76,8 @@ function retryAfter (previous: number, current: number, elapsedMs: number, windo
     // Only in the next window, once `current` has become the previous count and slid out enough.
     waitMs = windowMs - elapsedMs + windowMs * (1 - room / Math.max(current, 1))
   }
-  return Math.max(1, Math.ceil(waitMs / 1000))
+  // Whole milliseconds first: float noise (0.30000000000000004) must not add a second.
+  return Math.max(1, Math.ceil(Math.round(waitMs) / 1000))
 }
 
 export interface MemoryStoreOptions {

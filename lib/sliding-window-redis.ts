@@ -1,0 +1,71 @@
+import type { Redis } from 'ioredis'
+import { type Decision, decide } from './sliding-window.js'
+
+/**
+ * The sliding-window counter of lib/sliding-window.ts in Redis: one hash per counter
+ * (i = window index, p = previous count, c = current count, w = window ms), read, rolled,
+ * decided and written by one Lua script, so N gateway instances together admit at most the
+ * limit and each request costs one round trip. The script reads Redis's clock (TIME), so
+ * instances with skewed clocks still agree on the window. ARGV[3] = 0 only reads.
+ */
+const SLIDE = `
+local window = tonumber(ARGV[1])
+local max = tonumber(ARGV[2])
+local counting = ARGV[3] == '1'
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local index = math.floor(now / window)
+local elapsed = now - index * window
+local state = redis.call('HMGET', KEYS[1], 'i', 'p', 'c', 'w')
+local previous, current = 0, 0
+if state[1] and tonumber(state[4]) == window then
+  local stored = tonumber(state[1])
+  if stored == index then
+    previous = tonumber(state[2])
+    current = tonumber(state[3])
+  elseif stored == index - 1 then
+    previous = tonumber(state[3])
+  end
+end
+local allowed = 0
+if counting then
+  if previous * (window - elapsed) / window + current + 1 <= max then
+    current = current + 1
+    allowed = 1
+  end
+  redis.call('HSET', KEYS[1], 'i', index, 'p', previous, 'c', current, 'w', window)
+  redis.call('PEXPIRE', KEYS[1], window * 2)
+end
+return {allowed, previous, current, elapsed}
+`
+
+type SlideReply = [number, number, number, number]
+
+interface SlidingRedis extends Redis {
+  gatehouseSlide: (key: string, windowMs: number, max: number, counting: 0 | 1) => Promise<SlideReply>
+}
+
+export class RedisWindowStore {
+  private readonly redis: SlidingRedis
+
+  constructor (redis: Redis, private readonly keyPrefix: string) {
+    if (!('gatehouseSlide' in redis)) redis.defineCommand('gatehouseSlide', { numberOfKeys: 1, lua: SLIDE })
+    this.redis = redis as SlidingRedis
+  }
+
+  async hit (key: string, max: number, windowMs: number): Promise<Decision> {
+    const [allowed, previous, current, elapsed] = await this.redis.gatehouseSlide(this.keyPrefix + key, windowMs, max, 1)
+    return decide(previous, current, elapsed, windowMs, max, allowed === 1)
+  }
+
+  async peek (key: string, max: number, windowMs: number): Promise<Decision | null> {
+    const [, previous, current, elapsed] = await this.redis.gatehouseSlide(this.keyPrefix + key, windowMs, max, 0)
+    if (previous === 0 && current === 0) return null
+    return decide(previous, current, elapsed, windowMs, max, true)
+  }
+
+  async delete (keys: string[]): Promise<number> {
+    if (keys.length === 0) return 0
+    return await this.redis.del(...keys.map((key) => this.keyPrefix + key))
+  }
+}

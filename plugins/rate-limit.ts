@@ -1,0 +1,221 @@
+import fp from 'fastify-plugin'
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import type { GatewayContext } from '../lib/gateway-context.js'
+import { reject } from '../lib/gateway-reply.js'
+import { clientKey } from '../lib/ip.js'
+import { type Decision, MemoryWindowStore } from '../lib/sliding-window.js'
+import { RedisWindowStore } from '../lib/sliding-window-redis.js'
+import type { Route } from '../schemas/route.js'
+
+/**
+ * Rate limits on proxied traffic (contract section 4 "Rate limits"): a route's own
+ * `rateLimit {max, windowMs, by}`, else the gateway-wide RATE_LIMIT_MAX per client IP shared
+ * by every route without one. Sliding-window counters (lib/sliding-window.ts) in memory, or
+ * in Redis when REDIS_URL is set (lib/sliding-window-redis.ts).
+ *
+ * Why not @fastify/rate-limit (which the issue suggested): it was evaluated and fits only
+ * with everything substantial replaced. Its hook is async and awaits keyGenerator, allowList,
+ * max and timeWindow separately on every request, so "which limit applies to this route and
+ * this consumer" would be resolved three times per request from the route table; its store
+ * interface (incr(key, cb, timeWindow, max)) has no read or reset, which
+ * GET/DELETE /admin/rate-limits/:ip need; its 429 is a thrown error, so the audit outcome
+ * would be patched in through onExceeded; and its skipOnError fails open silently, where the
+ * contract wants a warning and a metric. What would remain of it is setting four headers.
+ * This hook keeps the same header semantics (x-ratelimit-limit / -remaining / -reset in
+ * seconds, Retry-After in seconds on 429), stays synchronous with the memory store
+ * (callback-style, like every hot-path hook here), and resolves the limit once per route
+ * when the route table is swapped.
+ */
+export interface RateLimits {
+  /** onRequest hook of the proxied scope, after auth (needs request.gateway.consumer). */
+  onRequest: (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void
+  /** The counters that apply to this client IP on every route that limits it (no counting). */
+  counters: (ip: string) => Promise<CounterView[]>
+  /** Resets this IP's own counters (per-IP route counters and the gateway-wide one); returns how many existed. */
+  reset: (ip: string) => Promise<number>
+  readonly store: 'memory' | 'redis'
+  /** Requests let through because the Redis store failed (fail open). */
+  readonly failOpen: number
+  /** Keys held by the memory store (0 with Redis). */
+  readonly memoryKeys: number
+}
+
+export interface CounterView {
+  routeId: string | null
+  routeName: string | null
+  /** "ip": this IP's own counter on the route; "route": shared by every client of the route; "gateway": RATE_LIMIT_MAX. */
+  scope: 'ip' | 'route' | 'gateway'
+  key: string
+  limit: number
+  windowMs: number
+  /** Requests counted in the sliding window (weighted, rounded up). */
+  current: number
+  remaining: number
+  resetSeconds: number
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    rateLimits: RateLimits
+  }
+}
+
+export interface RateLimitOptions {
+  /** Memory store bound (default 1,000,000 keys). */
+  maxKeys?: number
+}
+
+/** A limit resolved once per route (and once for the gateway-wide limit). */
+interface Policy {
+  by: 'ip' | 'route' | 'consumer' | 'gateway'
+  /** Counter key prefix: "r:<route id>:" or "g:". */
+  prefix: string
+  max: number
+  windowMs: number
+  route: Route | null
+}
+
+const rateLimitPlugin: FastifyPluginAsync<RateLimitOptions> = async (app, options) => {
+  const redis = app.redis?.client ?? null
+  const memory = redis === null ? new MemoryWindowStore({ maxKeys: options.maxKeys }) : null
+  const shared = redis === null ? null : new RedisWindowStore(redis, `${app.redis.keyPrefix}rl:`)
+  const gatewayWide: Policy | null = app.config.rateLimitMax === null
+    ? null
+    : { by: 'gateway', prefix: 'g:', max: app.config.rateLimitMax, windowMs: app.config.rateLimitWindowMs, route: null }
+
+  // Route objects are replaced on every table swap, so a WeakMap keyed by them can never
+  // serve a stale limit, and old entries go with the old table.
+  const policies = new WeakMap<Route, Policy | null>()
+  function policyOf (route: Route): Policy | null {
+    let policy = policies.get(route)
+    if (policy === undefined) {
+      const limit = route.rateLimit
+      policy = limit === null
+        ? gatewayWide
+        : { by: limit.by, prefix: `r:${route.id}:`, max: limit.max, windowMs: limit.windowMs, route }
+      policies.set(route, policy)
+    }
+    return policy
+  }
+  app.routeTable.onSwap((routes) => { for (const route of routes) policyOf(route) })
+
+  let failOpen = 0
+  let warnedAt = 0
+  function failedOpen (err: unknown): void {
+    failOpen++
+    const now = Date.now()
+    if (now - warnedAt >= 10_000) {
+      warnedAt = now
+      app.log.warn({ err: (err as Error).message, failedOpen: failOpen }, 'rate-limit store unavailable; letting requests through (fail open)')
+    }
+  }
+
+  function onRequest (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+    const context = request.gateway as GatewayContext
+    const policy = policyOf(context.route as Route)
+    if (policy === null) return done()
+
+    let key: string
+    let max = policy.max
+    let windowMs = policy.windowMs
+    if (policy.by === 'route') {
+      key = policy.prefix
+    } else if (policy.by === 'consumer' && context.consumer !== null) {
+      const consumer = context.consumer
+      key = consumer.id === null ? `${policy.prefix}n:${consumer.name}` : `${policy.prefix}c:${consumer.id}`
+      if (consumer.rateLimit !== null) {
+        max = consumer.rateLimit.max
+        windowMs = consumer.rateLimit.windowMs
+      }
+    } else {
+      // by ip, gateway-wide, and by consumer for requests without one.
+      key = policy.prefix + clientKey(context.clientIp)
+    }
+
+    if (memory !== null) return void answer(reply, context, done, memory.hit(key, max, windowMs, Date.now()))
+    ;(shared as RedisWindowStore).hit(key, max, windowMs).then(
+      (decision) => answer(reply, context, done, decision),
+      (err: unknown) => {
+        failedOpen(err)
+        reply.header('x-ratelimit-limit', max)
+        done()
+      }
+    )
+  }
+
+  function answer (reply: FastifyReply, context: GatewayContext, done: HookHandlerDoneFunction, decision: Decision): void {
+    reply.header('x-ratelimit-limit', decision.limit)
+    reply.header('x-ratelimit-remaining', decision.remaining)
+    reply.header('x-ratelimit-reset', decision.resetSeconds)
+    if (decision.allowed) return done()
+    reject(reply, context, 429, 'rate_limited', `rate limit of ${decision.limit} requests exceeded; retry in ${decision.retryAfterSeconds} s`,
+      { 'retry-after': String(decision.retryAfterSeconds) })
+  }
+
+  /** The counters an IP has, as [policy, key, scope] for every route in the table. */
+  function countersOf (ip: string): Array<{ policy: Policy, key: string, scope: CounterView['scope'] }> {
+    const subject = clientKey(ip)
+    const found: Array<{ policy: Policy, key: string, scope: CounterView['scope'] }> = []
+    let gatewayListed = false
+    for (const route of app.routeTable.routes) {
+      const policy = policyOf(route)
+      if (policy === null) continue
+      if (policy.by === 'gateway') {
+        if (!gatewayListed) found.push({ policy, key: policy.prefix + subject, scope: 'gateway' })
+        gatewayListed = true
+      } else if (policy.by === 'route') {
+        found.push({ policy, key: policy.prefix, scope: 'route' })
+      } else {
+        found.push({ policy, key: policy.prefix + subject, scope: 'ip' })
+      }
+    }
+    if (!gatewayListed && gatewayWide !== null) found.push({ policy: gatewayWide, key: gatewayWide.prefix + subject, scope: 'gateway' })
+    return found
+  }
+
+  async function peek (key: string, policy: Policy): Promise<Decision | null> {
+    if (memory !== null) return memory.peek(key, policy.max, policy.windowMs, Date.now())
+    return await (shared as RedisWindowStore).peek(key, policy.max, policy.windowMs)
+  }
+
+  app.decorate('rateLimits', {
+    onRequest,
+    async counters (ip) {
+      const views: CounterView[] = []
+      for (const { policy, key, scope } of countersOf(ip)) {
+        const decision = await peek(key, policy)
+        views.push({
+          routeId: policy.route?.id ?? null,
+          routeName: policy.route?.name ?? null,
+          scope,
+          key,
+          limit: policy.max,
+          windowMs: policy.windowMs,
+          current: decision === null ? 0 : Math.ceil(decision.estimate - 1e-9),
+          remaining: decision === null ? policy.max : decision.remaining,
+          resetSeconds: decision === null ? 0 : decision.resetSeconds
+        })
+      }
+      return views
+    },
+    async reset (ip) {
+      const keys = [...new Set(countersOf(ip).filter((counter) => counter.scope !== 'route').map((counter) => counter.key))]
+      if (memory !== null) return keys.filter((key) => memory.delete(key)).length
+      return await (shared as RedisWindowStore).delete(keys)
+    },
+    get store () { return memory !== null ? 'memory' as const : 'redis' as const },
+    get failOpen () { return failOpen },
+    get memoryKeys () { return memory?.size ?? 0 }
+  } satisfies RateLimits)
+
+  // The metrics plugin may be registered after this one: look for it once everything is.
+  app.addHook('onReady', async () => {
+    if (!app.hasDecorator('metrics')) return
+    app.metrics.counter('gatehouse_rate_limit_fail_open_total',
+      'Proxied requests let through without a rate-limit decision because the Redis store failed', () => failOpen)
+  })
+
+  app.addHook('onClose', async () => { memory?.close() })
+}
+
+export default fp(rateLimitPlugin, { name: 'rate-limit', dependencies: ['route-table', 'redis'] })
