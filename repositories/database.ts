@@ -13,6 +13,7 @@ export interface Database {
   consumers: ConsumersTable
   api_keys: ApiKeysTable
   basic_credentials: BasicCredentialsTable
+  filters: FiltersTable
 }
 
 export interface RoutesTable {
@@ -89,3 +90,17 @@ export interface BasicCredentialsTable {
   updated_at: string
 }
 export type BasicCredentialRow = Selectable<BasicCredentialsTable>
+
+export interface FiltersTable {
+  id: string
+  /** "deny" | "allow" */
+  action: string
+  /** Canonical address or CIDR ("10.0.0.0/8"), or null for a path-only rule. */
+  ip: string | null
+  /** Path prefix without a trailing slash, or null for an IP-only rule. */
+  path: string | null
+  expires_at: string | null
+  reason: string
+  created_at: string
+}
+export type FilterRow = Selectable<FiltersTable>
