@@ -321,10 +321,26 @@ export async function postgresDatabase (t: TestContext): Promise<string | null> 
   const name = `gh_${randomBytes(6).toString('hex')}`
   await admin.query(`CREATE DATABASE ${name}`)
   t.teardown(async () => {
+    console.error("DEBUG", (await admin.query("select pid, state, query, application_name from pg_stat_activity where datname = $1", [name])).rows)
     await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
     await admin.end()
   })
   const url = new URL(POSTGRES_ADMIN_URL)
   url.pathname = `/${name}`
   return url.toString()
+}
+
+/**
+ * Fails the test on any unhandled promise rejection or uncaught exception while it runs:
+ * for tests that provoke upstream failures (resets, timeouts, dead targets).
+ */
+export function failOnUnhandledRejections (t: TestContext & { fail: (message: string) => unknown }): void {
+  const onRejection = (reason: unknown): void => { t.fail(`unhandled rejection: ${reason instanceof Error ? reason.stack ?? reason.message : String(reason)}`) }
+  const onException = (err: Error): void => { t.fail(`uncaught exception: ${err.stack ?? err.message}`) }
+  process.on('unhandledRejection', onRejection)
+  process.on('uncaughtException', onException)
+  t.teardown(() => {
+    process.off('unhandledRejection', onRejection)
+    process.off('uncaughtException', onException)
+  })
 }
