@@ -1,11 +1,12 @@
 import { sql, type Kysely, type SelectQueryBuilder } from 'kysely'
+import type { Outcome } from '../lib/gateway-context.js'
 import type { AuditLogRow, Database, NewAuditLogRow } from './database.js'
 
 /** An audit row as the admin API answers it (contract section 4 "Audit"). */
 export interface AuditEntry {
   id: number
   ts: string
-  eventType: string
+  eventType: 'request' | 'admin'
   requestId: string | null
   clientIp: string | null
   method: string | null
@@ -13,7 +14,7 @@ export interface AuditEntry {
   routeId: string | null
   consumerId: string | null
   status: number | null
-  outcome: string
+  outcome: Outcome | 'admin'
   durationMs: number | null
   bytesIn: number | null
   bytesOut: number | null
@@ -80,7 +81,7 @@ function toEntry (row: AuditLogRow): AuditEntry {
   return {
     id: Number(row.id),
     ts: row.ts,
-    eventType: row.event_type,
+    eventType: row.event_type as AuditEntry['eventType'],
     requestId: row.request_id,
     clientIp: row.client_ip,
     method: row.method,
@@ -88,7 +89,7 @@ function toEntry (row: AuditLogRow): AuditEntry {
     routeId: row.route_id,
     consumerId: row.consumer_id,
     status: row.status,
-    outcome: row.outcome,
+    outcome: row.outcome as AuditEntry['outcome'],
     durationMs: row.duration_ms === null ? null : Number(row.duration_ms),
     bytesIn: row.bytes_in === null ? null : Number(row.bytes_in),
     bytesOut: row.bytes_out === null ? null : Number(row.bytes_out),

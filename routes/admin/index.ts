@@ -1,10 +1,12 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { errorBody } from '../../lib/errors.js'
 import { checkBody } from '../../schemas/defaults.js'
+import auditAdmin from './audit.js'
 import consumersAdmin from './consumers.js'
 import filtersAdmin from './filters.js'
 import rateLimitsAdmin from './rate-limits.js'
 import routesAdmin from './routes.js'
+import statusAdmin from './status.js'
 import systemAdmin from './system.js'
 
 /**
@@ -25,6 +27,8 @@ export default async function admin (app: FastifyInstance): Promise<void> {
   await app.register(filtersAdmin, { prefix: '/filters' })
   await app.register(rateLimitsAdmin, { prefix: '/rate-limits' })
   await app.register(systemAdmin)
+  await app.register(auditAdmin, { prefix: '/audit' })
+  await app.register(statusAdmin)
 
   // An unknown /admin path is answered here, after the token check, and never reaches the
   // proxied scope's catch-all (which would otherwise take it as proxied traffic).
