@@ -1,0 +1,145 @@
+import t from 'tap'
+import { ConfigError, envFileAdditions, loadConfig } from '../../plugins/config.js'
+
+t.test('defaults are the contract section 1 table', async (t) => {
+  t.same(loadConfig({}), {
+    port: 8080,
+    host: '0.0.0.0',
+    databaseUrl: 'sqlite:./data/gatehouse.db',
+    adminToken: null,
+    redisUrl: null,
+    trustProxy: false,
+    workers: 1,
+    logLevel: 'info',
+    bodyLimit: 10_485_760,
+    upstreamTimeoutMs: 30_000,
+    rateLimitMax: null,
+    rateLimitWindowMs: 60_000,
+    corsOrigins: null,
+    auditRetentionDays: 30,
+    headersTimeoutMs: 10_000,
+    requestTimeoutMs: 60_000,
+    keepAliveTimeoutMs: 72_000,
+    shutdownDelayMs: 0,
+    shutdownGraceMs: 25_000
+  })
+})
+
+t.test('the config is frozen and loadConfig never reads process.env', async (t) => {
+  process.env.PORT = '1234'
+  t.teardown(() => { delete process.env.PORT })
+  const config = loadConfig({})
+  t.equal(config.port, 8080)
+  t.ok(Object.isFrozen(config))
+})
+
+t.test('every variable is read', async (t) => {
+  const config = loadConfig({
+    PORT: '9000',
+    HOST: '127.0.0.1',
+    DATABASE_URL: 'postgres://gatehouse@db/gatehouse',
+    ADMIN_TOKEN: 'a-long-enough-admin-token',
+    REDIS_URL: 'redis://127.0.0.1:6379/2',
+    TRUST_PROXY: '10.0.0.0/8, 192.168.1.7,2001:db8::/32',
+    WORKERS: '4',
+    LOG_LEVEL: 'warn',
+    BODY_LIMIT: '1024',
+    UPSTREAM_TIMEOUT_MS: '5000',
+    RATE_LIMIT_MAX: '100',
+    RATE_LIMIT_WINDOW_MS: '1000',
+    CORS_ORIGINS: 'https://app.example.com, http://localhost:3000',
+    AUDIT_RETENTION_DAYS: '7',
+    HEADERS_TIMEOUT_MS: '2000',
+    REQUEST_TIMEOUT_MS: '3000',
+    KEEP_ALIVE_TIMEOUT_MS: '4000',
+    SHUTDOWN_DELAY_MS: '5000',
+    SHUTDOWN_GRACE_MS: '6000'
+  })
+  t.same(config, {
+    port: 9000,
+    host: '127.0.0.1',
+    databaseUrl: 'postgres://gatehouse@db/gatehouse',
+    adminToken: 'a-long-enough-admin-token',
+    redisUrl: 'redis://127.0.0.1:6379/2',
+    trustProxy: ['10.0.0.0/8', '192.168.1.7', '2001:db8::/32'],
+    workers: 4,
+    logLevel: 'warn',
+    bodyLimit: 1024,
+    upstreamTimeoutMs: 5000,
+    rateLimitMax: 100,
+    rateLimitWindowMs: 1000,
+    corsOrigins: ['https://app.example.com', 'http://localhost:3000'],
+    auditRetentionDays: 7,
+    headersTimeoutMs: 2000,
+    requestTimeoutMs: 3000,
+    keepAliveTimeoutMs: 4000,
+    shutdownDelayMs: 5000,
+    shutdownGraceMs: 6000
+  })
+})
+
+t.test('TRUST_PROXY accepts false, a hop count or IPs/CIDRs; blank values mean the default', async (t) => {
+  t.equal(loadConfig({ TRUST_PROXY: 'false' }).trustProxy, false)
+  t.equal(loadConfig({ TRUST_PROXY: '2' }).trustProxy, 2)
+  t.same(loadConfig({ TRUST_PROXY: '::1' }).trustProxy, ['::1'])
+  t.equal(loadConfig({ PORT: '  ' }).port, 8080)
+  t.equal(loadConfig({ DATABASE_URL: 'sqlite::memory:' }).databaseUrl, 'sqlite::memory:')
+  t.equal(loadConfig({ CORS_ORIGINS: '*' }).corsOrigins?.[0], '*')
+})
+
+t.test('invalid values throw a ConfigError naming the variable', async (t) => {
+  const cases: Array<[Record<string, string>, string, RegExp]> = [
+    [{ PORT: 'abc' }, 'PORT', /must be a whole number, got "abc"/],
+    [{ PORT: '70000' }, 'PORT', /between 0 and 65535/],
+    [{ PORT: '-1' }, 'PORT', /whole number/],
+    [{ DATABASE_URL: 'mysql://x' }, 'DATABASE_URL', /"mysql:\/\/x"/],
+    [{ DATABASE_URL: 'sqlite:' }, 'DATABASE_URL', /sqlite:PATH/],
+    [{ ADMIN_TOKEN: 'short' }, 'ADMIN_TOKEN', /at least 16 characters/],
+    [{ REDIS_URL: 'localhost:6379' }, 'REDIS_URL', /redis:\/\//],
+    [{ TRUST_PROXY: '300.1.1.1/99' }, 'TRUST_PROXY', /"300\.1\.1\.1\/99"/],
+    [{ TRUST_PROXY: '10.0.0.0/33' }, 'TRUST_PROXY', /"10\.0\.0\.0\/33"/],
+    [{ TRUST_PROXY: 'true' }, 'TRUST_PROXY', /"true"/],
+    [{ WORKERS: '0' }, 'WORKERS', /between 1 and 256/],
+    [{ LOG_LEVEL: 'verbose' }, 'LOG_LEVEL', /one of fatal, error, warn, info, debug, trace, silent/],
+    [{ BODY_LIMIT: '10MB' }, 'BODY_LIMIT', /whole number/],
+    [{ UPSTREAM_TIMEOUT_MS: '0' }, 'UPSTREAM_TIMEOUT_MS', /between 1/],
+    [{ RATE_LIMIT_MAX: '0' }, 'RATE_LIMIT_MAX', /between 1/],
+    [{ RATE_LIMIT_WINDOW_MS: '1.5' }, 'RATE_LIMIT_WINDOW_MS', /whole number/],
+    [{ CORS_ORIGINS: 'app.example.com' }, 'CORS_ORIGINS', /"app\.example\.com"/],
+    [{ AUDIT_RETENTION_DAYS: '0' }, 'AUDIT_RETENTION_DAYS', /between 1/],
+    [{ HEADERS_TIMEOUT_MS: 'x' }, 'HEADERS_TIMEOUT_MS', /whole number/],
+    [{ REQUEST_TIMEOUT_MS: '0' }, 'REQUEST_TIMEOUT_MS', /between 1/],
+    [{ HEADERS_TIMEOUT_MS: '5000', REQUEST_TIMEOUT_MS: '1000' }, 'HEADERS_TIMEOUT_MS', /must not exceed REQUEST_TIMEOUT_MS \(1000\), got 5000/],
+    [{ KEEP_ALIVE_TIMEOUT_MS: '0' }, 'KEEP_ALIVE_TIMEOUT_MS', /between 1/],
+    [{ SHUTDOWN_DELAY_MS: 'soon' }, 'SHUTDOWN_DELAY_MS', /whole number/],
+    [{ SHUTDOWN_GRACE_MS: '-5' }, 'SHUTDOWN_GRACE_MS', /whole number/]
+  ]
+  for (const [env, variable, problem] of cases) {
+    let caught: unknown
+    try {
+      loadConfig(env)
+    } catch (err) {
+      caught = err
+    }
+    t.ok(caught instanceof ConfigError, `${JSON.stringify(env)} is refused`)
+    t.equal((caught as ConfigError).variable, variable)
+    t.match((caught as ConfigError).message, new RegExp(`^${variable}: `))
+    t.match((caught as ConfigError).message, problem)
+  }
+})
+
+t.test('.env values fill only what the environment leaves unset', async (t) => {
+  const file = [
+    '# a comment',
+    'PORT=9090',
+    'LOG_LEVEL="debug"',
+    "ADMIN_TOKEN='from-dotenv-0123456789'",
+    'export REDIS_URL=redis://127.0.0.1:6379',
+    ''
+  ].join('\n')
+  t.same(envFileAdditions(file, { PORT: '8081', LOG_LEVEL: '' }), {
+    ADMIN_TOKEN: 'from-dotenv-0123456789',
+    REDIS_URL: 'redis://127.0.0.1:6379'
+  })
+  t.same(envFileAdditions('', {}), {})
+})
