@@ -106,7 +106,9 @@ export function createForward (app: FastifyInstance): ForwardHandler {
 function abortWhenClientLeaves (reply: FastifyReply): AbortController {
   const controller = new AbortController()
   const res = reply.raw
-  if (res.socket === null || res.socket.destroyed) {
+  // The request's socket, not the response's: a pipelined request's response is given its
+  // socket only once the previous response has finished (res.socket is null until then).
+  if (reply.request.raw.socket.destroyed) {
     controller.abort()
     return controller
   }
