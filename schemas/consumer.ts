@@ -17,8 +17,11 @@ const consumerFields = {
 export const ConsumerInputSchema = Type.Object(consumerFields, { additionalProperties: false, $id: 'ConsumerInput' })
 export type ConsumerInput = Static<typeof ConsumerInputSchema>
 
-/** PATCH body: any subset. */
-export const ConsumerPatchSchema = Type.Partial(Type.Object(consumerFields, { additionalProperties: false }), { additionalProperties: false, $id: 'ConsumerPatch' })
+/** PATCH body: any subset; no defaults, or a missing field would be "filled" and overwrite the stored one. */
+export const ConsumerPatchSchema = Type.Object({
+  name: Type.Optional(consumerFields.name),
+  rateLimit: Type.Optional(Type.Union([ConsumerRateLimitSchema, Type.Null()]))
+}, { additionalProperties: false, $id: 'ConsumerPatch' })
 export type ConsumerPatch = Static<typeof ConsumerPatchSchema>
 
 export const ConsumerSchema = Type.Object({
