@@ -207,8 +207,9 @@ function requestRow (
     status,
     outcome,
     duration_ms: durationMs,
-    bytes_in: 0,
-    bytes_out: 0,
+    // Not measured: these never had a gateway context counting bytes.
+    bytes_in: null,
+    bytes_out: null,
     user_agent: userAgent,
     detail
   }
