@@ -27,7 +27,7 @@ export interface DbPluginOptions {
 // synchronously, blocking the event loop (traps.md #6). Writes are off the request path and retried.
 const SQLITE_BUSY_TIMEOUT_MS = 250
 
-export function openDatabase (databaseUrl: string): { db: Kysely<Database>, kind: DatabaseKind } {
+export function openDatabase (databaseUrl: string, onIdleError: (err: Error) => void = () => {}): { db: Kysely<Database>, kind: DatabaseKind } {
   if (databaseUrl.startsWith('sqlite:')) {
     const file = databaseUrl.slice('sqlite:'.length)
     if (file !== ':memory:') fsMkdirFor(file)
@@ -43,6 +43,9 @@ export function openDatabase (databaseUrl: string): { db: Kysely<Database>, kind
     connectionTimeoutMillis: 5000,
     types: { getTypeParser: (oid, format) => oid === pg.types.builtins.INT8 ? Number : pg.types.getTypeParser(oid, format) }
   })
+  // An idle connection the server ends (restart, failover, pg_terminate_backend) is an 'error'
+  // event on the pool; unhandled, it would crash the process. pg-pool drops that client itself.
+  pool.on('error', onIdleError)
   return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), kind: 'postgres' }
 }
 
@@ -68,7 +71,7 @@ export async function migrateToLatest (db: Kysely<Database>): Promise<void> {
 }
 
 const dbPlugin: FastifyPluginAsync<DbPluginOptions> = async (app, options) => {
-  const { db, kind } = openDatabase(options.databaseUrl)
+  const { db, kind } = openDatabase(options.databaseUrl, (err) => app.log.warn({ err }, 'idle database connection failed; it will be replaced'))
   try {
     if (options.migrate) await migrateToLatest(db)
   } catch (err) {
