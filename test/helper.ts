@@ -321,7 +321,12 @@ export async function postgresDatabase (t: TestContext): Promise<string | null> 
   const name = `gh_${randomBytes(6).toString('hex')}`
   await admin.query(`CREATE DATABASE ${name}`)
   t.teardown(async () => {
-    console.error("DEBUG", (await admin.query("select pid, state, query, application_name from pg_stat_activity where datname = $1", [name])).rows)
+    // Apps close before this runs (teardowns run last-in first-out); give their pools a moment to hang up.
+    for (let i = 0; i < 40; i++) {
+      const { rows } = await admin.query('SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = $1', [name])
+      if (rows[0].n === 0) break
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
     await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)
     await admin.end()
   })
