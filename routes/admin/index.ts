@@ -19,6 +19,14 @@ export default async function admin (app: FastifyInstance): Promise<void> {
   app.addHook('onRequest', app.requireAdmin)
   // JSON in and out (contract section 4): any other body type is 415, not a string to validate.
   app.removeContentTypeParser('text/plain')
+  // `curl -X DELETE -H 'content-type: application/json'` sends no body: not an error here; a
+  // route that needs a body says so itself ("body is required").
+  const parseJson = app.getDefaultJsonParser('error', 'error')
+  app.removeContentTypeParser('application/json')
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (body === '') return done(null, undefined)
+    parseJson(request, body as string, done)
+  })
   // Every body is checked strictly (no type coercion) with defaults filled; see schemas/defaults.ts.
   app.addHook('preValidation', checkBody)
 
