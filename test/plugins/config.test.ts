@@ -143,3 +143,17 @@ t.test('.env values fill only what the environment leaves unset', async (t) => {
   })
   t.same(envFileAdditions('', {}), {})
 })
+
+t.test('.env.example and the README list every variable, and .env.example shows the defaults', async (t) => {
+  const { readFileSync } = await import('node:fs')
+  const example = readFileSync(new URL('../../.env.example', import.meta.url), 'utf8')
+  const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')
+  const variables = ['PORT', 'HOST', 'DATABASE_URL', 'ADMIN_TOKEN', 'REDIS_URL', 'TRUST_PROXY', 'WORKERS', 'LOG_LEVEL',
+    'BODY_LIMIT', 'UPSTREAM_TIMEOUT_MS', 'RATE_LIMIT_MAX', 'RATE_LIMIT_WINDOW_MS', 'CORS_ORIGINS', 'AUDIT_RETENTION_DAYS',
+    'HEADERS_TIMEOUT_MS', 'REQUEST_TIMEOUT_MS', 'KEEP_ALIVE_TIMEOUT_MS', 'SHUTDOWN_DELAY_MS', 'SHUTDOWN_GRACE_MS']
+  for (const name of variables) {
+    t.match(example, new RegExp(`^#? ?${name}=`, 'm'), `.env.example has ${name}`)
+    t.match(readme, new RegExp('`' + name + '`'), `README has ${name}`)
+  }
+  t.same(loadConfig(envFileAdditions(example, {})), loadConfig({}), 'the values in .env.example are the defaults')
+})
