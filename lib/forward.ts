@@ -71,7 +71,8 @@ export function createForward (app: FastifyInstance): ForwardHandler {
         target.inFlight--
         if (err instanceof BodyTooLargeError) {
           upstreams.report(target, 'aborted')
-          return rejectWith(reply, context, gatewayErrors.tooLarge(err.limit), 'too_large')
+          // The rest of an over-limit body is not worth reading: close, as for a declared one.
+          return rejectWith(reply.header('connection', 'close'), context, gatewayErrors.tooLarge(err.limit), 'too_large')
         }
         if (clientGone.signal.aborted || raw.socket.destroyed) {
           // Nobody is left to answer; the status is for the audit log (nginx's 499).
@@ -137,7 +138,13 @@ function relayBody (
     upstreams.report(target, 'failure')
     context.outcome = 'upstream_error'
     context.detail = `upstream failed mid-response: ${err.code ?? err.message}`
-    if (!reply.raw.headersSent) err.statusCode = upstreamFailure(err, timeoutMs).error.statusCode
+    if (!reply.raw.headersSent) {
+      // Nothing reached the client yet: the error handler answers instead, without the
+      // upstream's headers (already copied to the raw response by Fastify's stream send).
+      for (const name of reply.raw.getHeaderNames()) reply.raw.removeHeader(name)
+      for (const name of Object.keys(reply.getHeaders())) if (name !== 'x-request-id') reply.removeHeader(name)
+      err.statusCode = upstreamFailure(err, timeoutMs).error.statusCode
+    }
   })
   upstreamBody.once('close', () => { target.inFlight-- })
 }
