@@ -20,6 +20,8 @@ const swaggerPlugin: FastifyPluginAsync<{ version: string }> = async (app, optio
         }
       }
     },
+    // `/admin/routes/` (a prefixed plugin's "/" route) is documented as users type it.
+    transform: ({ schema, url }) => ({ schema, url: url.length > 1 ? url.replace(/\/$/, '') : url }),
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => typeof json.$id === 'string' ? json.$id : `def-${i}` }
   })
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list', persistAuthorization: true } })

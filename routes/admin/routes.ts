@@ -136,8 +136,17 @@ export function routesSection (config: Pick<Config, 'upstreamTimeoutMs' | 'bodyL
   }
 }
 
+/** Equal in every field but updatedAt, whatever the order of keys (stored JSON keeps its own order). */
 function sameRoute (a: Route, b: Route): boolean {
-  return JSON.stringify({ ...a, updatedAt: '' }) === JSON.stringify({ ...b, updatedAt: '' })
+  return canonical({ ...a, updatedAt: '' }) === canonical({ ...b, updatedAt: '' })
+}
+
+function canonical (value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`
+  if (value !== null && typeof value === 'object') {
+    return `{${Object.keys(value).sort().map((key) => `${JSON.stringify(key)}:${canonical((value as Record<string, unknown>)[key])}`).join(',')}}`
+  }
+  return JSON.stringify(value) ?? 'null'
 }
 
 export default routesAdmin
