@@ -1,10 +1,10 @@
 import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyInstance } from 'fastify'
-import { adminHeaders, createRoute, httpRequest, startGateway, startUpstream } from '../helper.js'
+import { adminHeaders, createRoute, httpRequest, startGateway, startUpstream, type TestContext } from '../helper.js'
 
 /** A gateway trusting the loopback proxy, so X-Forwarded-For sets the client IP of each test request. */
-async function setup (t: Tap.Test): Promise<{ app: FastifyInstance, url: string, upstreamHits: () => number }> {
+async function setup (t: TestContext): Promise<{ app: FastifyInstance, url: string, upstreamHits: () => number }> {
   const upstream = await startUpstream(t)
   const gateway = await startGateway(t, { env: { TRUST_PROXY: '127.0.0.1' } })
   await createRoute(gateway.app, { name: 'api', path: '/api', targets: [{ url: upstream.url, weight: 1 }] })
