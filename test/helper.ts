@@ -349,3 +349,81 @@ export function failOnUnhandledRejections (t: TestContext & { fail: (message: st
     process.off('uncaughtException', onException)
   })
 }
+
+/** The shared Redis of the test machine; override with GATEHOUSE_TEST_REDIS_URL. */
+export const TEST_REDIS_URL = process.env.GATEHOUSE_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379'
+
+/**
+ * A key prefix of its own for one test on the shared Redis (its keys are deleted at
+ * teardown), or null when Redis is unreachable (the caller skips with a message). With
+ * GATEHOUSE_REQUIRE_SERVICES=1 an unreachable Redis fails the test instead.
+ */
+export async function redisKeyPrefix (t: TestContext): Promise<string | null> {
+  const { Redis } = await import('ioredis')
+  const client = new Redis(TEST_REDIS_URL, { lazyConnect: true, connectTimeout: 1000, maxRetriesPerRequest: 0, retryStrategy: () => null })
+  client.on('error', () => {})
+  try {
+    await client.connect()
+    await client.ping()
+  } catch (err) {
+    client.disconnect()
+    if (process.env.GATEHOUSE_REQUIRE_SERVICES === '1') throw new Error(`Redis required but unreachable at ${TEST_REDIS_URL}: ${(err as Error).message}`)
+    return null
+  }
+  const prefix = `gatehouse-test:${randomBytes(6).toString('hex')}:`
+  t.teardown(async () => {
+    const keys = await client.keys(`${prefix}*`)
+    if (keys.length > 0) await client.del(...keys)
+    client.disconnect()
+  })
+  return prefix
+}
+
+export interface PrivateRedis {
+  port: number
+  url: string
+  stop: () => Promise<void>
+  start: () => Promise<void>
+  /** Sends a signal to the server (SIGSTOP/SIGCONT: a Redis that hangs without closing connections). */
+  signal: (signal: NodeJS.Signals) => void
+}
+
+/**
+ * A redis-server of this test's own on a free port, for tests that stop and restart Redis
+ * (the shared one is never stopped). null when redis-server is not installed.
+ */
+export async function startPrivateRedis (t: TestContext): Promise<PrivateRedis | null> {
+  const { spawn, spawnSync } = await import('node:child_process')
+  if (spawnSync('redis-server', ['--version']).status !== 0) {
+    if (process.env.GATEHOUSE_REQUIRE_SERVICES === '1') throw new Error('redis-server required but not installed')
+    return null
+  }
+  const port = await freePort()
+  let child: ReturnType<typeof spawn> | null = null
+  const start = async (): Promise<void> => {
+    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
+    for (let i = 0; i < 100; i++) {
+      if (await canConnect(port)) return
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    throw new Error(`private redis-server on port ${port} did not start`)
+  }
+  const stop = async (): Promise<void> => {
+    const running = child
+    child = null
+    if (running === null || running.exitCode !== null) return
+    await new Promise<void>((resolve) => { running.once('exit', () => resolve()); running.kill('SIGKILL') })
+  }
+  await start()
+  t.teardown(stop)
+  const signal = (name: NodeJS.Signals): void => { (child as ReturnType<typeof spawn> | null)?.kill(name) }
+  return { port, url: `redis://127.0.0.1:${port}`, stop, start, signal }
+}
+
+async function canConnect (port: number): Promise<boolean> {
+  return await new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1')
+    socket.once('connect', () => { socket.destroy(); resolve(true) })
+    socket.once('error', () => resolve(false))
+  })
+}
