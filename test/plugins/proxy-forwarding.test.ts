@@ -3,8 +3,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Readable } from 'node:stream'
 import t from 'tap'
 import { Agent } from 'undici'
-import { createRoute, httpRequest, rawHttp, startGateway, startUpstream } from '../helper.js'
+import { createRoute, httpRequest, rawHttp, startGateway, startUpstream, failOnUnhandledRejections } from '../helper.js'
 import { parseRaw, rawExchange } from './proxy-raw.js'
+
+failOnUnhandledRejections(t)
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 

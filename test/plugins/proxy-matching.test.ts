@@ -1,6 +1,8 @@
 import t, { type Test } from 'tap'
-import { adminHeaders, createRoute, httpRequest, rawHttp, startGateway, startUpstream, type HttpResponse, type Upstream } from '../helper.js'
+import { adminHeaders, createRoute, httpRequest, rawHttp, startGateway, startUpstream, type HttpResponse, type Upstream, failOnUnhandledRejections } from '../helper.js'
 import { parseRaw, type RawResponse } from './proxy-raw.js'
+
+failOnUnhandledRejections(t)
 
 // One gateway and one upstream per route name: the upstream answers with its own name,
 // so every assertion says exactly which route was chosen.

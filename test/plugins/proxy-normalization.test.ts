@@ -1,6 +1,8 @@
 import t from 'tap'
-import { createRoute, rawHttp, startGateway, startUpstream } from '../helper.js'
+import { createRoute, rawHttp, startGateway, startUpstream, failOnUnhandledRejections } from '../helper.js'
 import { parseRaw } from './proxy-raw.js'
+
+failOnUnhandledRejections(t)
 
 // /public and /private go to different upstreams. Every spelling below is sent raw (a
 // client library would clean it up first); what an upstream receives must be exactly the
