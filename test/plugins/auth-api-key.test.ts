@@ -1,12 +1,12 @@
 import t from 'tap'
 import {
   adminHeaders, buildTestApp, createApiKey, createConsumer, createRoute, httpRequest, rawHttp, rawStatus,
-  startGateway, startUpstream, tempDir, type TestContext
+  startGateway, startUpstream, tempDir, type TestContext, failOnUnhandledRejections
 } from '../helper.js'
 import path from 'node:path'
 import type { FastifyInstance } from 'fastify'
 
-process.on('unhandledRejection', (err) => { throw err })
+failOnUnhandledRejections(t)
 
 async function setup (t: TestContext, auth: Record<string, unknown> = { type: 'api-key' }) {
   const upstream = await startUpstream(t)

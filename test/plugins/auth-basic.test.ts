@@ -1,11 +1,11 @@
 import t from 'tap'
 import {
-  adminHeaders, createConsumer, createRoute, httpRequest, startGateway, startUpstream, type TestAppOptions, type TestContext
+  adminHeaders, createConsumer, createRoute, httpRequest, startGateway, startUpstream, type TestAppOptions, type TestContext, failOnUnhandledRejections
 } from '../helper.js'
 import { parseBasicAuthorization } from '../../lib/auth/basic.js'
 import { BusyError, ConcurrencyLimiter, hashPassword, parsePasswordHash, verifyPassword } from '../../lib/auth/password.js'
 
-process.on('unhandledRejection', (err) => { throw err })
+failOnUnhandledRejections(t)
 
 const basic = (username: string, password: string): string => `Basic ${Buffer.from(`${username}:${password}`, 'utf8').toString('base64')}`
 

@@ -2,10 +2,10 @@ import { createServer } from 'node:http'
 import t from 'tap'
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type JWTPayload } from 'jose'
 import {
-  createConsumer, createRoute, httpRequest, startGateway, startUpstream, type TestAppOptions, type TestContext
+  createConsumer, createRoute, httpRequest, startGateway, startUpstream, type TestAppOptions, type TestContext, failOnUnhandledRejections
 } from '../helper.js'
 
-process.on('unhandledRejection', (err) => { throw err })
+failOnUnhandledRejections(t)
 
 const SECRET = 'an-hs256-secret-of-at-least-32-characters!'
 const now = (): number => Math.floor(Date.now() / 1000)

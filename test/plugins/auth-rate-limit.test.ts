@@ -1,8 +1,8 @@
 import t from 'tap'
 import { SignJWT } from 'jose'
-import { createApiKey, createConsumer, createRoute, httpRequest, startGateway, startUpstream } from '../helper.js'
+import { createApiKey, createConsumer, createRoute, failOnUnhandledRejections, httpRequest, startGateway, startUpstream } from '../helper.js'
 
-process.on('unhandledRejection', (err) => { throw err })
+failOnUnhandledRejections(t)
 
 const SECRET = 'an-hs256-secret-of-at-least-32-characters!'
 
