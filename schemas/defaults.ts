@@ -78,6 +78,26 @@ export function fillDefaults (schema: TSchema, value: unknown): unknown {
   return value
 }
 
+/**
+ * A property with a default is optional to the client (fillDefaults supplies it before the
+ * check), but TypeBox lists it as required, and so would the OpenAPI document. Rewrites
+ * `required` in place, recursively; the static type keeps the field (it is always filled).
+ */
+export function defaultsOptional<T extends TSchema> (schema: T): T {
+  const s = schema as JsonSchema & { required?: string[] }
+  if (s.properties !== undefined) {
+    if (s.required !== undefined) {
+      const required = s.required.filter((key) => (s.properties as Record<string, JsonSchema>)[key]?.default === undefined)
+      if (required.length > 0) s.required = required
+      else delete s.required
+    }
+    for (const property of Object.values(s.properties)) defaultsOptional(property)
+  }
+  if (s.items !== undefined) defaultsOptional(s.items)
+  for (const branch of s.anyOf ?? []) defaultsOptional(branch)
+  return schema
+}
+
 const checks = new WeakMap<TSchema, TypeCheck<TSchema>>()
 
 function compiled (schema: TSchema): TypeCheck<TSchema> {

@@ -1,5 +1,6 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { NamePattern } from './common.js'
+import { defaultsOptional } from './defaults.js'
 
 const HttpMethod = Type.Union(
   ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'].map((method) => Type.Literal(method))
@@ -74,11 +75,11 @@ const routeFields = {
 }
 
 /** POST and PUT body. timeoutMs and bodyLimit default to UPSTREAM_TIMEOUT_MS / BODY_LIMIT. */
-export const RouteInputSchema = Type.Object({
+export const RouteInputSchema = defaultsOptional(Type.Object({
   ...routeFields,
   timeoutMs: Type.Optional(routeFields.timeoutMs),
   bodyLimit: Type.Optional(routeFields.bodyLimit)
-}, { additionalProperties: false, $id: 'RouteInput' })
+}, { additionalProperties: false, $id: 'RouteInput' }))
 export type RouteInput = Static<typeof RouteInputSchema>
 
 /** The field's schema without its own default (nested defaults stay). */
@@ -102,12 +103,12 @@ export type RoutePatch = Static<typeof RoutePatchSchema>
  * round-trips. `id` is kept for a route whose name already exists and used for a new one;
  * `createdAt` and `updatedAt` are informational and ignored on import.
  */
-export const RouteConfigItemSchema = Type.Object({
+export const RouteConfigItemSchema = defaultsOptional(Type.Object({
   id: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9._:-]+$', maxLength: 200 })),
   ...RouteInputSchema.properties,
   createdAt: Type.Optional(Type.String()),
   updatedAt: Type.Optional(Type.String())
-}, { additionalProperties: false })
+}, { additionalProperties: false }))
 export type RouteConfigItem = Static<typeof RouteConfigItemSchema>
 
 export const RouteSchema = Type.Object({

@@ -1,0 +1,105 @@
+import t from 'tap'
+import { buildTestApp, createRoute, httpRequest, startGateway, startUpstream } from '../helper.js'
+
+/** Every reserved endpoint of the contract (sections 2 and 4), as OpenAPI paths. */
+const CONTRACT: Array<[method: string, path: string]> = [
+  ['get', '/health'], ['get', '/ready'], ['get', '/metrics'],
+  ['get', '/admin/routes'], ['post', '/admin/routes'], ['get', '/admin/routes/{id}'], ['put', '/admin/routes/{id}'],
+  ['patch', '/admin/routes/{id}'], ['delete', '/admin/routes/{id}'],
+  ['get', '/admin/filters'], ['post', '/admin/filters'], ['delete', '/admin/filters/{id}'],
+  ['get', '/admin/rate-limits/{ip}'], ['delete', '/admin/rate-limits/{ip}'],
+  ['get', '/admin/consumers'], ['post', '/admin/consumers'], ['get', '/admin/consumers/{id}'], ['delete', '/admin/consumers/{id}'],
+  ['post', '/admin/consumers/{id}/keys'], ['get', '/admin/consumers/{id}/keys'], ['delete', '/admin/consumers/{id}/keys/{keyId}'],
+  ['put', '/admin/consumers/{id}/basic'],
+  ['get', '/admin/audit/logs'], ['get', '/admin/audit/stats'],
+  ['get', '/admin/status'], ['post', '/admin/reload'], ['get', '/admin/config'], ['put', '/admin/config']
+]
+/** Built by this part of the project: must be documented whatever else exists. */
+const ALWAYS = new Set(['/health', '/ready', '/admin/routes', '/admin/routes/{id}', '/admin/reload', '/admin/config'])
+
+function fastifyUrl (openapiPath: string): string {
+  return openapiPath.replace(/\{(\w+)\}/g, ':$1')
+}
+
+t.test('/docs serves Swagger UI', async (t) => {
+  const { url } = await startGateway(t)
+  for (const path of ['/docs', '/docs/']) {
+    const response = await httpRequest(`${url}${path}`)
+    t.equal(response.statusCode, 200, path)
+    t.equal(response.headers['content-type'], 'text/html; charset=utf-8')
+    t.match(response.body, /swagger-ui/)
+  }
+  const script = await httpRequest(`${url}/docs/static/swagger-ui-bundle.js`)
+  t.equal(script.statusCode, 200, 'its assets are served too')
+})
+
+t.test('/docs/json documents every reserved endpoint present, with schemas and the bearer scheme', async (t) => {
+  const app = await buildTestApp(t)
+  const response = await app.inject({ url: '/docs/json' })
+  t.equal(response.statusCode, 200)
+  const doc = response.json()
+  t.equal(doc.openapi, '3.0.3')
+  t.equal(doc.info.title, 'Gatehouse')
+  t.same(doc.components.securitySchemes.bearerAuth, { type: 'http', scheme: 'bearer', description: 'ADMIN_TOKEN' })
+
+  let checked = 0
+  for (const [method, path] of CONTRACT) {
+    const present = app.hasRoute({ method: method.toUpperCase() as 'GET', url: fastifyUrl(path) }) ||
+      app.hasRoute({ method: method.toUpperCase() as 'GET', url: `${fastifyUrl(path)}/` })
+    if (!present) {
+      t.notOk(ALWAYS.has(path), `${method.toUpperCase()} ${path} is implemented`)
+      t.comment(`not implemented yet, not checked: ${method.toUpperCase()} ${path}`)
+      continue
+    }
+    checked++
+    const operation = doc.paths[path]?.[method]
+    t.ok(operation !== undefined, `${method.toUpperCase()} ${path} is documented`)
+    if (operation === undefined) continue
+    const admin = path.startsWith('/admin') || path === '/metrics'
+    t.same(operation.security ?? null, admin ? [{ bearerAuth: [] }] : null, `${method.toUpperCase()} ${path}: security`)
+    const success = Object.keys(operation.responses).filter((code) => code.startsWith('2'))
+    t.equal(success.length, 1, `${method.toUpperCase()} ${path}: one success response`)
+    if (success[0] !== '204' && path !== '/metrics') {
+      t.ok(operation.responses[success[0]].content?.['application/json']?.schema !== undefined, `${method.toUpperCase()} ${path}: response schema`)
+    }
+    if (admin) t.ok(operation.responses['401'] !== undefined, `${method.toUpperCase()} ${path}: documents 401`)
+    if (['post', 'put', 'patch'].includes(method) && !path.endsWith('/keys') && path !== '/admin/reload') {
+      t.ok(operation.requestBody?.content?.['application/json']?.schema !== undefined, `${method.toUpperCase()} ${path}: request schema`)
+    }
+  }
+  t.ok(checked >= 10, `${checked} contract endpoints checked`)
+
+  const paths = Object.keys(doc.paths)
+  t.same(paths.filter((path) => path.includes('*')), [], 'no catch-all (proxied or admin 404) is documented')
+  t.same(paths.filter((path) => path.startsWith('/docs')), [], 'nor the docs themselves')
+  t.same(paths.filter((path) => path.length > 1 && path.endsWith('/')), [], 'paths are written as users type them')
+})
+
+t.test('the documented route schemas are the ones enforced', async (t) => {
+  const app = await buildTestApp(t)
+  const doc = (await app.inject({ url: '/docs/json' })).json()
+  const create = doc.paths['/admin/routes'].post
+  const schema = create.requestBody.content['application/json'].schema
+  t.same(schema.required.sort(), ['name', 'path', 'targets'])
+  t.equal(schema.additionalProperties, false)
+  t.equal(schema.properties.name.pattern, '^[a-z0-9][a-z0-9_-]*$')
+  t.equal(schema.properties.targets.minItems, 1)
+  t.ok(create.responses['201'] !== undefined && create.responses['409'] !== undefined && create.responses['400'] !== undefined)
+  const config = doc.paths['/admin/config'].put.requestBody.content['application/json'].schema
+  const sections = app.configSections.all.map((section) => section.name).sort()
+  t.same(Object.keys(config.properties).sort(), sections, 'the config document lists every section')
+  t.same(config.required.sort(), sections)
+  t.equal(config.properties.routes.items.properties.name.pattern, '^[a-z0-9][a-z0-9_-]*$')
+})
+
+t.test('unknown /docs paths answer 404 JSON and are never proxied', async (t) => {
+  const upstream = await startUpstream(t)
+  const { app, url } = await startGateway(t)
+  await createRoute(app, { name: 'everything', path: '/', targets: [{ url: upstream.url, weight: 1 }] })
+  for (const path of ['/docs/nope', '/docs/json/extra', '/docs/static/nope.js']) {
+    const response = await httpRequest(`${url}${path}`)
+    t.equal(response.statusCode, 404, path)
+    t.equal(response.json().statusCode, 404)
+  }
+  t.equal(upstream.requests.length, 0)
+})
