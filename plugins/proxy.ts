@@ -18,6 +18,8 @@ const CLOSE = { connection: 'close' }
 
 /** Request headers whose duplicates are refused (traps.md #5): Node silently keeps the first. */
 const SINGLE_VALUED = new Set(['host', 'authorization', 'proxy-authorization', 'x-api-key', 'x-request-id', 'content-length', 'transfer-encoding'])
+/** Their name lengths: most headers are skipped without lower-casing their names. */
+const SINGLE_VALUED_LENGTHS = new Set([...SINGLE_VALUED].map((name) => name.length))
 
 /**
  * Proxied traffic: every path that is not a reserved endpoint. Registered without fp so its
@@ -111,13 +113,15 @@ function checkDeclaredBodySize (request: FastifyRequest, reply: FastifyReply, do
  * the client's Content-Type, because forwarding copies rawHeaders.
  */
 function passBodyThrough (request: FastifyRequest, _reply: FastifyReply, payload: RequestPayload, done: (err: null, payload: RequestPayload) => void): void {
-  delete request.raw.headers['content-type']
+  // Assigning undefined rather than delete keeps the headers object's shape (no dictionary mode).
+  request.raw.headers['content-type'] = undefined
   done(null, payload)
 }
 
 function duplicateSingleValuedHeader (rawHeaders: readonly string[]): string | null {
   let seen: string[] | null = null
   for (let i = 0; i < rawHeaders.length; i += 2) {
+    if (!SINGLE_VALUED_LENGTHS.has(rawHeaders[i].length)) continue
     const lower = rawHeaders[i].toLowerCase()
     if (!SINGLE_VALUED.has(lower)) continue
     seen ??= []
