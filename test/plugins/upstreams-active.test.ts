@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { adminHeaders, buildTestApp, createRoute, failOnUnhandledRejections, httpRequest, startGateway, startUpstream, type Upstream } from '../helper.js'
 
 failOnUnhandledRejections(t)
@@ -12,7 +12,7 @@ interface Switchable extends Upstream {
   probes: () => number
 }
 
-async function switchable (t: Tap.Test, name: string): Promise<Switchable> {
+async function switchable (t: Test, name: string): Promise<Switchable> {
   const state = { health: 200 as number | 'hang' }
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     if (req.url?.endsWith('/health') === true) {

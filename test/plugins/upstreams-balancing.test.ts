@@ -1,11 +1,11 @@
 import type { ServerResponse } from 'node:http'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { adminHeaders, createRoute, failOnUnhandledRejections, httpRequest, startGateway, startUpstream, type Upstream } from '../helper.js'
 
 failOnUnhandledRejections(t)
 
 /** An upstream that answers its own name, so the client sees which target served it. */
-async function named (t: Tap.Test, name: string): Promise<Upstream> {
+async function named (t: Test, name: string): Promise<Upstream> {
   return await startUpstream(t, (_req, res) => { res.end(name) })
 }
 

@@ -1,13 +1,13 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { once } from 'node:events'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { Agent, request } from 'undici'
 import { createRoute, failOnUnhandledRejections, startGateway } from '../helper.js'
 
 failOnUnhandledRejections(t)
 
 /** An upstream in its own process, so it can die as a real one does (SIGKILL: the kernel resets its sockets). */
-async function processUpstream (t: Tap.Test, name: string): Promise<{ url: string, child: ChildProcess }> {
+async function processUpstream (t: Test, name: string): Promise<{ url: string, child: ChildProcess }> {
   const code = `
     const http = require('node:http')
     http.createServer((req, res) => {
@@ -26,7 +26,7 @@ interface Outcome { at: number, ok: boolean, detail: string }
  * `concurrency` clients send requests back to back for durationMs; `killAt` ms in, one of the
  * two targets is SIGKILLed. Counts what clients saw in each phase.
  */
-async function dieUnderLoad (t: Tap.Test, method: 'GET' | 'POST'): Promise<{ before: Outcome[], firstSecond: Outcome[], after: Outcome[], ejectedAfterMs: number | null }> {
+async function dieUnderLoad (t: Test, method: 'GET' | 'POST'): Promise<{ before: Outcome[], firstSecond: Outcome[], after: Outcome[], ejectedAfterMs: number | null }> {
   const a = await processUpstream(t, 'a')
   const b = await processUpstream(t, 'b')
   const { app, url } = await startGateway(t)

@@ -1,5 +1,5 @@
 import { createServer } from 'node:net'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { Pool } from 'undici'
 import { ejectionCooldownMs } from '../../lib/health-check.js'
 import { Target } from '../../plugins/upstreams.js'
@@ -9,7 +9,7 @@ failOnUnhandledRejections(t)
 
 const PASSIVE = { failures: 3, cooldownMs: 10_000, maxCooldownMs: 40_000 }
 
-function target (t: Tap.Test, passive = PASSIVE): Target {
+function target (t: Test, passive = PASSIVE): Target {
   const pool = new Pool('http://127.0.0.1:9')
   t.teardown(() => pool.close())
   return new Target('http://127.0.0.1:9/base/', pool, passive)
