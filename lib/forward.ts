@@ -33,7 +33,8 @@ export function createForward (app: FastifyInstance): ForwardHandler {
       requestId: request.id,
       forwardedFor: appendForwardedFor(raw.headers['x-forwarded-for'] as string | undefined, context.socket.remoteAddress),
       forwardedProto: request.protocol,
-      forwardedHost: raw.headers.host,
+      // Like forwardedProto: a trusted proxy's X-Forwarded-Host (TRUST_PROXY), else the client's Host.
+      forwardedHost: request.host,
       via: raw.headers.via,
       host: route.preserveHost ? raw.headers.host : undefined,
       consumerId: context.consumer?.id ?? null,

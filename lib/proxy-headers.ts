@@ -62,7 +62,7 @@ export function upstreamRequestHeaders (input: UpstreamHeaderInput): string[] {
   out.push('x-request-id', input.requestId)
   out.push('x-forwarded-for', input.forwardedFor)
   out.push('x-forwarded-proto', input.forwardedProto)
-  if (input.forwardedHost !== undefined) out.push('x-forwarded-host', input.forwardedHost)
+  if (input.forwardedHost !== undefined && input.forwardedHost !== '') out.push('x-forwarded-host', input.forwardedHost)
   out.push('via', input.via === undefined || input.via === '' ? VIA : `${input.via}, ${VIA}`)
   if (input.consumerId !== null) out.push('x-consumer-id', input.consumerId)
   if (input.consumerName !== null) out.push('x-consumer-name', input.consumerName)

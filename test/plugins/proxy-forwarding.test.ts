@@ -99,6 +99,27 @@ t.test('X-Forwarded-For is appended to, X-Forwarded-Proto and -Host are set', as
   t.same(twoLines.seen?.rawHeaders.filter((name) => name.toLowerCase() === 'x-forwarded-for'), ['x-forwarded-for'], 'sent as one header')
 })
 
+t.test('behind a trusted proxy (TRUST_PROXY), its X-Forwarded-Proto and -Host are passed on', async (t) => {
+  const trusting = await startGateway(t, { env: { TRUST_PROXY: '127.0.0.1/32' } })
+  await createRoute(trusting.app, { name: 'echo', path: '/echo', targets: [{ url: upstream.url, weight: 1 }] })
+  const before = upstream.requests.length
+  const response = parseRaw(await rawHttp(trusting.port, 'GET /echo/t HTTP/1.1\r\nHost: lb.internal\r\nX-Forwarded-For: 203.0.113.9\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: shop.example\r\nConnection: close\r\n\r\n'))
+  t.equal(response.statusCode, 200)
+  t.equal(upstream.requests.length, before + 1)
+  const seen = last()
+  t.equal(seen.headers['x-forwarded-for'], '203.0.113.9, 127.0.0.1')
+  t.equal(seen.headers['x-forwarded-proto'], 'https')
+  t.equal(seen.headers['x-forwarded-host'], 'shop.example')
+  t.equal(seen.headers.host, `127.0.0.1:${upstream.port}`)
+})
+
+t.test('an HTTP/1.0 request without Host gets no X-Forwarded-Host', async (t) => {
+  const { response, seen } = await raw('GET /echo/old HTTP/1.0\r\n')
+  t.equal(response.statusCode, 200)
+  t.equal(seen?.headers['x-forwarded-host'], undefined)
+  t.equal(seen?.headers.host, `127.0.0.1:${upstream.port}`)
+})
+
 t.test('Host is the target\'s unless preserveHost', async (t) => {
   const { seen } = await raw('GET /echo/h HTTP/1.1\r\nHost: client.test\r\nConnection: close\r\n')
   t.equal(seen?.headers.host, `127.0.0.1:${upstream.port}`)
