@@ -3,7 +3,7 @@ import t, { type Test } from 'tap'
 import { Pool } from 'undici'
 import { ejectionCooldownMs } from '../../lib/health-check.js'
 import { Target } from '../../plugins/upstreams.js'
-import { createRoute, failOnUnhandledRejections, httpRequest, startGateway, startUpstream } from '../helper.js'
+import { adminHeaders, createRoute, failOnUnhandledRejections, httpRequest, startGateway, startUpstream } from '../helper.js'
 
 failOnUnhandledRejections(t)
 
@@ -177,13 +177,30 @@ t.test('when every target is ejected the route answers 503 with Retry-After, wit
   t.equal(hits, 3, 'the dead upstream is not hammered')
 })
 
-t.test('ejection state is exported on /metrics', async (t) => {
+t.test('ejection state is shown by /admin/status and exported on /metrics', async (t) => {
   const port = await closedPort()
   const { app, url } = await startGateway(t)
   const dead = `http://127.0.0.1:${port}`
-  await createRoute(app, { name: 'solo', path: '/', targets: [{ url: dead, weight: 1 }] })
+  const route = await createRoute(app, { name: 'solo', path: '/', targets: [{ url: dead, weight: 1 }] })
   for (let i = 0; i < 3; i++) await httpRequest(`${url}/x`)
-  const text = await app.metrics.registry.metrics()
+  const ejectedUntil = app.upstreams.target(dead)?.ejectedUntil as number
+
+  const status = await app.inject({ method: 'GET', url: '/admin/status', headers: adminHeaders })
+  t.equal(status.statusCode, 200)
+  t.same(status.json().targets, [{
+    routeId: route.id,
+    url: dead,
+    healthy: false,
+    inFlight: 0,
+    consecutiveFailures: 3,
+    ejectedUntil: new Date(ejectedUntil).toISOString(),
+    ejectionsTotal: 1,
+    activeHealthy: null
+  }])
+
+  const scrape = await app.inject({ method: 'GET', url: '/metrics', headers: adminHeaders })
+  t.equal(scrape.statusCode, 200)
+  const text = scrape.body
   t.match(text, `gatehouse_upstream_target_healthy{target="${dead}"} 0`)
   t.match(text, `gatehouse_upstream_target_ejected{target="${dead}"} 1`)
   t.match(text, `gatehouse_upstream_target_ejections_total{target="${dead}"} 1`)
