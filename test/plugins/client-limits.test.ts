@@ -80,15 +80,16 @@ t.test('slowloris: headers dripped past HEADERS_TIMEOUT_MS get 408 JSON and the 
   drip(conversation.socket, Array.from({ length: 100 }, (_, i) => `X-Drip-${i}: ${i}\r\n`), 100)
   const { text, afterMs } = await conversation.closed
   assertGatewayError(t, text, 408, 'Request Timeout')
-  // Node checks every connectionsCheckingInterval (here 500 ms) whether the 500 ms have passed.
-  t.ok(afterMs >= 450 && afterMs < 1800, `closed after ${afterMs} ms`)
+  // Node checks every connectionsCheckingInterval (here 500 ms) whether the 500 ms have passed;
+  // the upper bound leaves room for a machine busy with the rest of the suite (default is 10 s).
+  t.ok(afterMs >= 450 && afterMs < 3000, `closed after ${afterMs} ms`)
 })
 
 t.test('a connection that never sends a byte is closed after HEADERS_TIMEOUT_MS', async (t) => {
   const { port } = await startGateway(t, { env: SMALL_LIMITS })
   const conversation = await open(port)
   const { afterMs } = await conversation.closed
-  t.ok(afterMs >= 450 && afterMs < 1800, `closed after ${afterMs} ms`)
+  t.ok(afterMs >= 450 && afterMs < 3000, `closed after ${afterMs} ms`)
 })
 
 t.test('slow body (RUDY): a proxied body dripped past REQUEST_TIMEOUT_MS gets 408 JSON and the connection closes', async (t) => {
@@ -100,7 +101,7 @@ t.test('slow body (RUDY): a proxied body dripped past REQUEST_TIMEOUT_MS gets 40
   drip(conversation.socket, Array.from({ length: 1000 }, () => 'x'), 50)
   const { text, afterMs } = await conversation.closed
   assertGatewayError(t, text, 408, 'Request Timeout')
-  t.ok(afterMs >= 950 && afterMs < 2500, `closed after ${afterMs} ms`)
+  t.ok(afterMs >= 950 && afterMs < 4000, `closed after ${afterMs} ms`)
 })
 
 t.test('a slow body to an admin endpoint is cut the same way', async (t) => {
@@ -111,7 +112,7 @@ t.test('a slow body to an admin endpoint is cut the same way', async (t) => {
   const { text, afterMs } = await conversation.closed
   // The 401 of the admin hook may come first; either way the socket must not stay open.
   t.ok([401, 408].includes(rawStatus(text)), `answered ${rawStatus(text)}`)
-  t.ok(afterMs < 2500, `closed after ${afterMs} ms`)
+  t.ok(afterMs < 4000, `closed after ${afterMs} ms`)
 })
 
 t.test('an idle kept-alive connection closes after KEEP_ALIVE_TIMEOUT_MS', async (t) => {
@@ -121,7 +122,7 @@ t.test('an idle kept-alive connection closes after KEEP_ALIVE_TIMEOUT_MS', async
   const { text, afterMs } = await conversation.closed
   t.equal(rawStatus(text), 200)
   // Node 20 keeps the socket ~1 s past the advertised timeout so the client closes first.
-  t.ok(afterMs >= 550 && afterMs < 2600, `closed after ${afterMs} ms`)
+  t.ok(afterMs >= 550 && afterMs < 4000, `closed after ${afterMs} ms`)
 })
 
 t.test('headers over 16 KiB get 431 JSON and the connection closes; just under passes', async (t) => {
