@@ -89,34 +89,59 @@ export interface MemoryStoreOptions {
 
 /**
  * Counters of one process. Memory is bounded twice: keys idle for two windows are swept
- * (their count is zero anyway), and at most `maxKeys` are kept (least recently used dropped;
- * Map insertion order is the recency order, refreshed on every hit).
+ * (their count is zero anyway), and at most `maxKeys` are kept. The bound is a two-generation
+ * LRU (as in hashlru): hits go to `recent`; when it holds maxKeys / 2 keys it becomes `older`
+ * and the previous `older` is dropped whole; a key found in `older` moves back to `recent`.
+ * Every operation is O(1), with no per-hit reordering and no eviction scan; a key is only lost
+ * after maxKeys / 2 other keys have been used since it was last.
  */
 export class MemoryWindowStore {
-  private readonly keys = new Map<string, WindowState>()
+  private recent = new Map<string, WindowState>()
+  private older = new Map<string, WindowState>()
   readonly maxKeys: number
+  private readonly generationSize: number
   private readonly timer: NodeJS.Timeout
 
   constructor (options: MemoryStoreOptions = {}) {
     this.maxKeys = options.maxKeys ?? 1_000_000
+    this.generationSize = Math.max(1, Math.floor(this.maxKeys / 2))
     this.timer = setInterval(() => this.sweep(Date.now()), options.sweepIntervalMs ?? 10_000)
     this.timer.unref()
   }
 
-  get size (): number { return this.keys.size }
+  get size (): number { return this.recent.size + this.older.size }
+
+  private get (key: string): WindowState | undefined {
+    const state = this.recent.get(key)
+    if (state !== undefined) return state
+    const old = this.older.get(key)
+    if (old !== undefined) {
+      this.older.delete(key)
+      this.insert(key, old)
+    }
+    return old
+  }
+
+  private insert (key: string, state: WindowState): void {
+    if (this.recent.size >= this.generationSize) {
+      this.older = this.recent
+      this.recent = new Map()
+    }
+    this.recent.set(key, state)
+  }
 
   /** Counts one request against `key` if it fits, and says what happened. */
   hit (key: string, max: number, windowMs: number, now: number): Decision {
-    let state = this.keys.get(key)
+    let state = this.get(key)
     if (state === undefined || state.windowMs !== windowMs) {
       // A route whose window changed starts afresh rather than mixing two window sizes.
-      state = { index: Math.floor(now / windowMs), previous: 0, current: 0, windowMs }
-      if (this.keys.size >= this.maxKeys) this.evictOldest()
+      const fresh: WindowState = { index: Math.floor(now / windowMs), previous: 0, current: 0, windowMs }
+      if (state === undefined) this.insert(key, fresh)
+      else this.recent.set(key, fresh)
+      state = fresh
     } else {
-      this.keys.delete(key)
       roll(state, now)
     }
-    this.keys.set(key, state)
     const elapsed = now - state.index * windowMs
     const fits = state.previous * ((windowMs - elapsed) / windowMs) + state.current + 1 <= max
     if (fits) state.current++
@@ -125,7 +150,7 @@ export class MemoryWindowStore {
 
   /** The counts for `key` without counting anything; null when it has none. */
   peek (key: string, max: number, windowMs: number, now: number): Decision | null {
-    const state = this.keys.get(key)
+    const state = this.recent.get(key) ?? this.older.get(key)
     if (state === undefined || state.windowMs !== windowMs) return null
     roll(state, now)
     if (state.previous === 0 && state.current === 0) return null
@@ -133,16 +158,19 @@ export class MemoryWindowStore {
   }
 
   delete (key: string): boolean {
-    return this.keys.delete(key)
+    const inRecent = this.recent.delete(key)
+    return this.older.delete(key) || inRecent
   }
 
   /** Drops keys whose windows have fully slid out. */
   sweep (now: number): number {
     let removed = 0
-    for (const [key, state] of this.keys) {
-      if (Math.floor(now / state.windowMs) > state.index + 1) {
-        this.keys.delete(key)
-        removed++
+    for (const map of [this.recent, this.older]) {
+      for (const [key, state] of map) {
+        if (Math.floor(now / state.windowMs) > state.index + 1) {
+          map.delete(key)
+          removed++
+        }
       }
     }
     return removed
@@ -150,11 +178,7 @@ export class MemoryWindowStore {
 
   close (): void {
     clearInterval(this.timer)
-    this.keys.clear()
-  }
-
-  private evictOldest (): void {
-    const oldest = this.keys.keys().next()
-    if (oldest.done !== true) this.keys.delete(oldest.value)
+    this.recent.clear()
+    this.older.clear()
   }
 }

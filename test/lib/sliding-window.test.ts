@@ -60,19 +60,21 @@ t.test('a changed window size starts the key afresh', async (t) => {
   t.equal(store.hit('k', 1, W * 2, at(3, 0.1)).allowed, true)
 })
 
-t.test('memory is bounded: least recently used keys are dropped beyond maxKeys', async (t) => {
-  const store = new MemoryWindowStore({ maxKeys: 3 })
+t.test('memory is bounded: keys unused while maxKeys / 2 others were used are dropped; used ones survive', async (t) => {
+  const store = new MemoryWindowStore({ maxKeys: 4 })
   t.teardown(() => store.close())
   const now = at(1, 0.5)
   store.hit('a', 1, W, now)
   store.hit('b', 1, W, now)
-  store.hit('c', 1, W, now)
-  store.hit('a', 1, W, now) // refused, but touches a
-  store.hit('d', 1, W, now) // evicts b, the least recently used
+  store.hit('c', 1, W, now) // a and b become the older generation
+  store.hit('a', 1, W, now) // refused, and a moves back to the recent generation
+  store.hit('d', 1, W, now) // c and a become older; b, untouched, is dropped
   t.equal(store.size, 3)
   t.equal(store.peek('b', 1, W, now), null)
   t.equal(store.peek('a', 1, W, now)?.remaining, 0)
   t.equal(store.hit('a', 1, W, now).allowed, false, 'a recently used key keeps its count')
+  for (let i = 0; i < 1000; i++) store.hit(`k${i}`, 1, W, now)
+  t.ok(store.size <= 4, `size stays within maxKeys: ${store.size}`)
 })
 
 t.test('sweep drops keys whose windows have slid out', async (t) => {

@@ -24,7 +24,7 @@ async function timed (url: string): Promise<{ status: number, ms: number }> {
 t.test('Redis down: proxied traffic fails open fast with a warning and a metric, and limiting recovers when Redis returns', async (t) => {
   failOnUnhandledRejections(t)
   const redis = await startPrivateRedis(t)
-  if (redis === null) return t.skip('redis-server is not installed')
+  if (redis === null) return void t.plan(0, 'redis-server is not installed (set GATEHOUSE_REQUIRE_SERVICES=1 to fail instead)')
   const logs = logSink()
   const upstream = await startUpstream(t)
   const { app, url } = await startGateway(t, {
@@ -75,7 +75,7 @@ t.test('Redis down: proxied traffic fails open fast with a warning and a metric,
 t.test('the gateway starts and serves while Redis is unreachable', async (t) => {
   failOnUnhandledRejections(t)
   const redis = await startPrivateRedis(t)
-  if (redis === null) return t.skip('redis-server is not installed')
+  if (redis === null) return void t.plan(0, 'redis-server is not installed (set GATEHOUSE_REQUIRE_SERVICES=1 to fail instead)')
   await redis.stop()
   const upstream = await startUpstream(t)
   const started = Date.now()
