@@ -71,7 +71,8 @@ export function upstreamRequestHeaders (input: UpstreamHeaderInput): string[] {
 
 /** Lower-case names listed in a Connection header, or null when it names nothing to drop. */
 export function connectionNamedHeaders (connection: string | undefined): Set<string> | null {
-  if (connection === undefined) return null
+  // The usual values name nothing: answered without splitting.
+  if (connection === undefined || connection === 'keep-alive' || connection === 'close' || connection === 'Keep-Alive') return null
   let named: Set<string> | null = null
   for (const token of connection.split(',')) {
     const name = token.trim().toLowerCase()

@@ -1,6 +1,8 @@
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync } from 'fastify'
+import type { Kysely } from 'kysely'
 import { RouteMatcher } from '../lib/route-matcher.js'
+import type { Database } from '../repositories/database.js'
 import { listAllRoutes } from '../repositories/routes.js'
 import type { Route } from '../schemas/route.js'
 
@@ -26,23 +28,45 @@ declare module 'fastify' {
   }
 }
 
-const routeTablePlugin: FastifyPluginAsync = async (app) => {
+export interface RouteTableOptions {
+  /** Reads every stored route; tests substitute it to control timing. */
+  load?: (db: Kysely<Database>) => Promise<Route[]>
+}
+
+const routeTablePlugin: FastifyPluginAsync<RouteTableOptions> = async (app, options) => {
+  const load = options.load ?? listAllRoutes
   let matcher = new RouteMatcher([])
   let routes: readonly Route[] = []
   let generation = 0
   const listeners: Array<(routes: readonly Route[]) => void> = []
+  // Reloads can overlap (the config poll, POST /admin/reload, an admin change); each read
+  // takes a ticket, and a read that finishes after a later-started one has been swapped in
+  // is dropped, so an older table never replaces a newer one.
+  let started = 0
+  let swapped = 0
 
   const table: RouteTable = {
     get matcher () { return matcher },
     get routes () { return routes },
     get generation () { return generation },
     async reload () {
-      const loaded = Object.freeze(await listAllRoutes(app.db))
+      const ticket = ++started
+      const loaded = Object.freeze(await load(app.db))
+      if (ticket < swapped) return
       const compiled = new RouteMatcher(loaded)
+      swapped = ticket
       matcher = compiled
       routes = loaded
       generation++
-      for (const listener of listeners) listener(loaded)
+      // Every listener runs even when one fails: a half-notified swap would leave, e.g., the
+      // auth stage compiled for the old routes while requests already match the new ones.
+      for (const listener of listeners) {
+        try {
+          listener(loaded)
+        } catch (err) {
+          app.log.error({ err }, 'a route table listener failed')
+        }
+      }
     },
     onSwap (listener) {
       listeners.push(listener)
