@@ -53,7 +53,6 @@ export function createForward (app: FastifyInstance): ForwardHandler {
         if (body !== null) discard(body)
         return rejectWith(reply, context, lastFailure ?? gatewayErrors.noHealthyTarget(upstreams.retryAfterSeconds(route)), 'upstream_error')
       }
-      (tried ??= new Set()).add(target)
       context.target = target.url
       const attemptBody = body === null ? null : new AttemptBody(body)
       target.inFlight++
@@ -83,6 +82,9 @@ export function createForward (app: FastifyInstance): ForwardHandler {
         const failure = upstreamFailure(err, timeoutMs)
         upstreams.report(target, failure.targetFault ? 'failure' : 'aborted')
         lastFailure = failure.error
+        // Only a failed request needs the set of targets it tried (the next pick skips them).
+        tried ??= new Set()
+        tried.add(target)
         // Retried only when nothing reached the client and the upstream cannot have acted on
         // a half-sent body: a connection failure, an idempotent method, an unsent body.
         if (failure.retryable && idempotent && attemptBody?.consumed !== true && tried.size <= route.retries) {

@@ -283,6 +283,8 @@ const upstreamsPlugin: FastifyPluginAsync<UpstreamsOptions> = async (app, option
       return target
     },
     report (target, result) {
+      // The common case, a healthy target answering, changes nothing: skip the clock.
+      if (result === 'success' && target.consecutiveFailures === 0 && target.ejectedUntil === null) return
       const change = target.record(result, Date.now())
       if (change === 'ejected') {
         app.log.warn({ target: target.url, consecutiveFailures: target.consecutiveFailures, ejectedUntil: new Date(target.ejectedUntil as number).toISOString() }, 'upstream target ejected')
