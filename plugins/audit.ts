@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import type { NewAuditLogRow } from '../repositories/database.js'
-import { deleteAuditRowsBefore, insertAuditRows } from '../repositories/audit.js'
+import { deleteAuditRowsBefore, openAuditWriter } from '../repositories/audit.js'
 
 export interface AdminChange {
   action: 'create' | 'replace' | 'update' | 'delete' | 'import' | 'reload' | string
@@ -89,6 +89,7 @@ const auditPlugin: FastifyPluginAsync<AuditOptions> = async (app, options) => {
   const closeTimeoutMs = positive(options.closeTimeoutMs ?? 10_000, 'closeTimeoutMs')
   const recordRequests = options.recordRequests ?? true
   const retentionMs = app.config.auditRetentionDays * 24 * 60 * 60 * 1000
+  const writer = openAuditWriter(app.db, app.config.databaseUrl)
 
   // The queue is queue[head..]; rows stay in it until their batch has committed, so a failed
   // write needs no putting back, and queueDepth always counts the batch in flight.
@@ -121,7 +122,7 @@ const auditPlugin: FastifyPluginAsync<AuditOptions> = async (app, options) => {
       const end = Math.min(queue.length, head + batchSize)
       const batch = head === 0 && end === queue.length ? queue : queue.slice(head, end)
       try {
-        await insertAuditRows(app.db, batch)
+        await writer.write(batch)
       } catch (err) {
         failures++
         retryAt = Date.now() + Math.min(2000, 50 * 2 ** Math.min(failures, 6))
@@ -239,6 +240,7 @@ const auditPlugin: FastifyPluginAsync<AuditOptions> = async (app, options) => {
     clearInterval(retentionTimer)
     await retention?.catch(() => {})
     await flush()
+    writer.close()
   })
 }
 
