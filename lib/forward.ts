@@ -46,6 +46,9 @@ export function createForward (app: FastifyInstance): ForwardHandler {
     const clientGone = abortWhenClientLeaves(reply)
     let tried: Set<Target> | undefined
     let lastFailure: GatewayError | null = null
+    // Between and after attempts nobody else listens: a client abort then must not be an
+    // unhandled 'error' (the body limiter re-emits it).
+    body?.on('error', ignore)
 
     for (;;) {
       const target = upstreams.select(route, tried)
@@ -181,6 +184,8 @@ function upstreamFailure (err: unknown, timeoutMs: number): UpstreamFailure {
   return { error: gatewayErrors.upstreamUnreachable(code), retryable: connection, targetFault: connection }
 }
 
+function ignore (): void {}
+
 /** Reads and drops what is left of a request body the upstream will never get, so the client connection stays usable. */
 function discard (body: Readable): void {
   if (!body.destroyed && !body.readableEnded) body.resume()
@@ -198,7 +203,6 @@ class AttemptBody extends Readable {
 
   constructor (private readonly source: Readable) {
     super()
-    // Stays attached after the attempt, so a later client abort is never an unhandled 'error'.
     source.on('error', this.onError)
   }
 
@@ -231,6 +235,7 @@ class AttemptBody extends Readable {
   }
 
   private detach (): void {
+    this.source.off('error', this.onError)
     if (!this.attached) return
     this.attached = false
     this.source.off('data', this.onData)

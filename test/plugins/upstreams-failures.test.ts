@@ -245,6 +245,29 @@ t.test('a client that disconnects mid-response releases the upstream too', async
   t.equal(target?.consecutiveFailures, 0)
 })
 
+t.test('a client that aborts a chunked upload, before or after the gateway gave up on the upstream, crashes nothing', async (t) => {
+  const dead = await deadUrl()
+  const reading = await startUpstream(t, (req, res) => { req.resume(); req.on('end', () => res.end('done')) })
+  const { app, port, url } = await startGateway(t)
+  await createRoute(app, { name: 'dead', path: '/dead', targets: [{ url: dead, weight: 1 }] })
+  await createRoute(app, { name: 'live', path: '/live', targets: [{ url: reading.url, weight: 1 }] })
+
+  for (const path of ['/dead', '/live']) {
+    const socket = connect(port, '127.0.0.1')
+    socket.on('error', () => {})
+    const received: Buffer[] = []
+    socket.on('data', (chunk: Buffer) => received.push(chunk))
+    socket.write(`PUT ${path} HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n`)
+    if (path === '/dead') await waitFor(() => Buffer.concat(received).toString().startsWith('HTTP/1.1 502'))
+    else await waitFor(() => reading.requests.length === 1)
+    socket.write('5\r\nwor') // half a chunk, then gone
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    socket.destroy()
+  }
+  await waitFor(() => app.upstreams.target(reading.url)?.inFlight === 0)
+  t.equal((await httpRequest(`${url}/live`, { method: 'PUT', body: 'x' })).body, 'done', 'the gateway keeps serving')
+})
+
 t.test('in-flight counts return to zero after HEAD, 204, 304 and error answers', async (t) => {
   const varied = await startUpstream(t, (req, res) => {
     const status = Number(req.url?.slice(1))
