@@ -34,6 +34,8 @@ export interface AuthOptions {
   jwksCooldownMs?: number
   jwksCacheMaxAgeMs?: number
   jwksTimeoutMs?: number
+  /** How long a verified JWT skips verification (never past its exp); 0 turns the cache off. */
+  jwtCacheTtlMs?: number
   /** How long a verified basic username/password pair skips scrypt. */
   basicCacheTtlMs?: number
   /** scrypt runs at once / allowed to wait before answering 503. */
@@ -61,7 +63,8 @@ const authPlugin: FastifyPluginAsync<AuthOptions> = async (app, options) => {
     cacheMaxAgeMs: positive('jwksCacheMaxAgeMs', options.jwksCacheMaxAgeMs, 600_000),
     timeoutMs: positive('jwksTimeoutMs', options.jwksTimeoutMs, 5_000)
   })
-  const dependencies: PolicyDependencies = { store: getStore, basic, jwks, log: app.log }
+  const jwtCache = { ttlMs: positive('jwtCacheTtlMs', options.jwtCacheTtlMs, 30_000), maxEntries: 10_000 }
+  const dependencies: PolicyDependencies = { store: getStore, basic, jwks, jwtCache, log: app.log }
 
   // Routes are immutable and replaced whole on reload, so a WeakMap keyed by the route
   // object holds exactly the policies of the live table (and of requests still in flight).

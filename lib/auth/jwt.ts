@@ -1,4 +1,4 @@
-import { createRemoteJWKSet, jwtVerify, type JWTPayload, type JWTVerifyOptions, type RemoteJWKSet } from 'jose'
+import { createRemoteJWKSet, customFetch, jwtVerify, type JWTPayload, type JWTVerifyOptions, type RemoteJWKSet } from 'jose'
 import type { RouteAuth } from '../../schemas/route.js'
 
 export type JwtAuth = Extract<RouteAuth, { type: 'jwt' }>
@@ -18,7 +18,16 @@ export const CLOCK_TOLERANCE_SECONDS = 30
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/
 const MAX_TOKEN_LENGTH = 8192
 
-export type JwtVerifier = (token: string) => Promise<JWTPayload>
+export interface JwtVerifier {
+  /** The payload of a token verified shortly before and not expired since; synchronous. */
+  cached: (token: string) => JWTPayload | undefined
+  verify: (token: string) => Promise<JWTPayload>
+}
+
+export interface TokenCacheOptions {
+  ttlMs: number
+  maxEntries: number
+}
 
 export interface JwksOptions {
   /** After a fetch, unknown `kid`s do not trigger another fetch for this long (stops refetch floods). */
@@ -34,19 +43,31 @@ export interface JwksOptions {
  * RemoteJWKSet fetches on first use, refetches when a token names an unknown `kid`
  * (key rotation) once the cooldown has passed, and when the cache is older than its max age.
  */
+/** A remote key set and how many times it has been fetched (verified tokens are tied to one fetch). */
+export interface KeySet {
+  readonly resolve: RemoteJWKSet
+  readonly fetches: number
+}
+
 export class JwksRegistry {
-  private readonly sets = new Map<string, RemoteJWKSet>()
+  private readonly sets = new Map<string, KeySet>()
 
   constructor (private readonly options: JwksOptions) {}
 
-  get (url: string): RemoteJWKSet {
+  get (url: string): KeySet {
     let set = this.sets.get(url)
     if (set === undefined) {
-      set = createRemoteJWKSet(new URL(url), {
+      const counted = { resolve: null as unknown as RemoteJWKSet, fetches: 0 }
+      counted.resolve = createRemoteJWKSet(new URL(url), {
         cooldownDuration: this.options.cooldownMs,
         cacheMaxAge: this.options.cacheMaxAgeMs,
-        timeoutDuration: this.options.timeoutMs
+        timeoutDuration: this.options.timeoutMs,
+        [customFetch]: async (resource, init) => {
+          counted.fetches++
+          return await fetch(resource, init)
+        }
       })
+      set = counted
       this.sets.set(url, set)
     }
     return set
@@ -62,8 +83,16 @@ export class JwksRegistry {
   }
 }
 
-/** Compiled once per route: the key, the algorithms and the claim checks are fixed here. */
-export function createJwtVerifier (auth: JwtAuth, jwks: JwksRegistry): JwtVerifier {
+/**
+ * Compiled once per route: the key, the algorithms and the claim checks are fixed here.
+ *
+ * Verified tokens are remembered for `ttlMs` (never past their own exp): clients send the
+ * same token on request after request, and jose's verification (WebCrypto, async) costs
+ * tens of µs each time. The cache lives and dies with the compiled route, so a changed
+ * secret, issuer or audience starts from nothing, and on JWKS routes every fetch of the key
+ * set empties it, so a withdrawn key stops verifying as soon as the gateway sees the new set.
+ */
+export function createJwtVerifier (auth: JwtAuth, jwks: JwksRegistry, cacheOptions: TokenCacheOptions): JwtVerifier {
   const options: JWTVerifyOptions = {
     algorithms: auth.secret !== null ? SECRET_ALGORITHMS : JWKS_ALGORITHMS,
     clockTolerance: CLOCK_TOLERANCE_SECONDS,
@@ -73,12 +102,45 @@ export function createJwtVerifier (auth: JwtAuth, jwks: JwksRegistry): JwtVerifi
   if (auth.issuer !== undefined) options.issuer = auth.issuer
   if (auth.audience !== undefined) options.audience = auth.audience
 
+  let verifyToken: (token: string) => Promise<{ payload: JWTPayload }>
+  // Remembered tokens of a JWKS route hold only while the key set is the one they were verified
+  // against: after a refetch (rotation), a key the issuer withdrew stops verifying at once.
+  let keySetVersion: () => number
   if (auth.secret !== null) {
-    const key = new TextEncoder().encode(auth.secret)
-    return async (token) => (await jwtVerify(token, key, options)).payload
+    const secret = new TextEncoder().encode(auth.secret)
+    verifyToken = async (token) => await jwtVerify(token, secret, options)
+    keySetVersion = () => 0
+  } else {
+    const keySet = jwks.get(auth.jwksUrl as string)
+    verifyToken = async (token) => await jwtVerify(token, keySet.resolve, options)
+    keySetVersion = () => keySet.fetches
   }
-  const keySet = jwks.get(auth.jwksUrl as string)
-  return async (token) => (await jwtVerify(token, keySet, options)).payload
+  const cache = new Map<string, { payload: JWTPayload, until: number, keySetVersion: number }>()
+
+  return {
+    cached (token) {
+      const entry = cache.get(token)
+      if (entry === undefined) return undefined
+      if (entry.until > Date.now() && entry.keySetVersion === keySetVersion()) return entry.payload
+      cache.delete(token)
+      return undefined
+    },
+    async verify (token) {
+      const version = keySetVersion()
+      const { payload } = await verifyToken(token)
+      if (cacheOptions.ttlMs > 0) {
+        if (cache.size >= cacheOptions.maxEntries) {
+          const oldest = cache.keys().next().value
+          if (oldest !== undefined) cache.delete(oldest)
+        }
+        // exp is required, so always a number here.
+        const until = Math.min(Date.now() + cacheOptions.ttlMs, (payload.exp as number) * 1000)
+        // A fetch during verification (version moved) leaves the token unremembered.
+        if (version === keySetVersion()) cache.set(token, { payload, until, keySetVersion: version })
+      }
+      return payload
+    }
+  }
 }
 
 export function looksLikeJwt (token: string): boolean {

@@ -1,11 +1,12 @@
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import type { JWTPayload } from 'jose'
 import type { ConsumerIdentity, GatewayContext } from '../gateway-context.js'
 import { reject } from '../gateway-reply.js'
 import type { Route } from '../../schemas/route.js'
 import { hashApiKey, looksLikeApiKey } from './api-key.js'
 import { type BasicVerifier, parseBasicAuthorization } from './basic.js'
 import type { CredentialStore } from './credential-store.js'
-import { createJwtVerifier, describeJwtError, type JwksRegistry, type JwtAuth, type JwtVerifier, looksLikeJwt } from './jwt.js'
+import { createJwtVerifier, describeJwtError, type JwksRegistry, type JwtAuth, type JwtVerifier, looksLikeJwt, type TokenCacheOptions } from './jwt.js'
 import { BusyError } from './password.js'
 
 /**
@@ -23,6 +24,8 @@ export interface PolicyDependencies {
   store: () => CredentialStore
   basic: BasicVerifier
   jwks: JwksRegistry
+  /** Verified JWTs remembered per route (lib/auth/jwt.ts). */
+  jwtCache: TokenCacheOptions
   log: FastifyBaseLogger
 }
 
@@ -149,13 +152,13 @@ class BasicPolicy implements AuthPolicy {
 const CLAIM_VALUE = /^[\x21-\x7e](?:[\x20-\x7e]{0,254}[\x21-\x7e])?$/
 
 class JwtPolicy implements AuthPolicy {
-  private readonly verify: JwtVerifier
+  private readonly verifier: JwtVerifier
   private readonly claim: string
   private readonly store: () => CredentialStore
   private readonly log: FastifyBaseLogger
 
   constructor (auth: JwtAuth, deps: PolicyDependencies) {
-    this.verify = createJwtVerifier(auth, deps.jwks)
+    this.verifier = createJwtVerifier(auth, deps.jwks, deps.jwtCache)
     this.claim = auth.consumerClaim
     this.store = deps.store
     this.log = deps.log
@@ -166,18 +169,24 @@ class JwtPolicy implements AuthPolicy {
     if (header === undefined) return unauthorized(reply, context, bearerChallenge, MISSING_CREDENTIALS, MISSING_CREDENTIALS)
     const token = bearerToken(header)
     if (token === null || !looksLikeJwt(token)) return unauthorized(reply, context, invalidBearerChallenge, INVALID_CREDENTIALS, 'malformed bearer token')
-    this.verify(token).then((payload) => {
-      const value = payload[this.claim]
-      if (typeof value !== 'string' || !CLAIM_VALUE.test(value)) {
-        return unauthorized(reply, context, invalidBearerChallenge, INVALID_CREDENTIALS, `claim ${this.claim} missing or not a plain string`)
-      }
-      // A registered consumer by that name, else the value passed through as a name only (contract section 5).
-      const consumer = this.store().byName.get(value) ?? { id: null, name: value, rateLimit: null }
-      admit(context, consumer, AUTHORIZATION_ONLY, done)
+    const cached = this.verifier.cached(token)
+    if (cached !== undefined) return this.admitClaim(cached, reply, context, done)
+    this.verifier.verify(token).then((payload) => {
+      this.admitClaim(payload, reply, context, done)
     }, (err: unknown) => {
       const { reason, tokenFault } = describeJwtError(err)
       if (!tokenFault) this.log.warn({ err, routeId: context.route?.id }, 'jwt verification failed for a reason other than the token (JWKS unreachable?)')
       unauthorized(reply, context, invalidBearerChallenge, INVALID_CREDENTIALS, `invalid jwt: ${reason}`)
     })
+  }
+
+  private admitClaim (payload: JWTPayload, reply: FastifyReply, context: GatewayContext, done: HookHandlerDoneFunction): void {
+    const value = payload[this.claim]
+    if (typeof value !== 'string' || !CLAIM_VALUE.test(value)) {
+      return unauthorized(reply, context, invalidBearerChallenge, INVALID_CREDENTIALS, `claim ${this.claim} missing or not a plain string`)
+    }
+    // A registered consumer by that name, else the value passed through as a name only (contract section 5).
+    const consumer = this.store().byName.get(value) ?? { id: null, name: value, rateLimit: null }
+    admit(context, consumer, AUTHORIZATION_ONLY, done)
   }
 }

@@ -10,7 +10,7 @@ const basic = (username: string, password: string): string => `Basic ${Buffer.fr
 
 t.test('on PostgreSQL: consumers, keys and basic credentials work and propagate to another instance within 1 s', async (t) => {
   const databaseUrl = await postgresDatabase(t)
-  if (databaseUrl === null) return void t.skip('PostgreSQL unreachable at 127.0.0.1:5432 (set GATEHOUSE_REQUIRE_SERVICES=1 to fail instead)')
+  if (databaseUrl === null) return void t.plan(0, 'PostgreSQL unreachable at 127.0.0.1:5432 (set GATEHOUSE_REQUIRE_SERVICES=1 to fail instead)')
   const upstream = await startUpstream(t)
   const a = await buildTestApp(t, { databaseUrl })
   const b = await startGateway(t, { databaseUrl, build: { migrate: false } })
