@@ -83,13 +83,15 @@ function retryAfter (previous: number, current: number, elapsedMs: number, windo
 export interface MemoryStoreOptions {
   /** Most keys kept at once; the least recently used is dropped first. */
   maxKeys?: number
-  /** How often keys whose windows have fully slid out are swept. */
+  /** How often a slice of the keys is checked for windows that have fully slid out. */
   sweepIntervalMs?: number
+  /** Keys checked per slice: sweeping a million keys at once would stall the event loop ~0.4 s. */
+  sweepBudget?: number
 }
 
 /**
  * Counters of one process. Memory is bounded twice: keys idle for two windows are swept
- * (their count is zero anyway), and at most `maxKeys` are kept. The bound is a two-generation
+ * (their count is zero anyway) a slice at a time, and at most `maxKeys` are kept. The bound is a two-generation
  * LRU (as in hashlru): hits go to `recent`; when it holds maxKeys / 2 keys it becomes `older`
  * and the previous `older` is dropped whole; a key found in `older` moves back to `recent`.
  * Every operation is O(1), with no per-hit reordering and no eviction scan; a key is only lost
@@ -105,7 +107,8 @@ export class MemoryWindowStore {
   constructor (options: MemoryStoreOptions = {}) {
     this.maxKeys = options.maxKeys ?? 1_000_000
     this.generationSize = Math.max(1, Math.floor(this.maxKeys / 2))
-    this.timer = setInterval(() => this.sweep(Date.now()), options.sweepIntervalMs ?? 10_000)
+    const budget = options.sweepBudget ?? 5_000
+    this.timer = setInterval(() => this.sweepStep(Date.now(), budget), options.sweepIntervalMs ?? 100)
     this.timer.unref()
   }
 
@@ -171,6 +174,45 @@ export class MemoryWindowStore {
           map.delete(key)
           removed++
         }
+      }
+    }
+    return removed
+  }
+
+  private pass: Array<Map<string, WindowState>> = []
+  private passMap: Map<string, WindowState> | null = null
+  private passEntries: IterableIterator<[string, WindowState]> | null = null
+
+  /**
+   * Checks up to `budget` keys, resuming where the previous step stopped, and drops those
+   * whose windows have slid out. Map iterators survive deletions; a generation dropped
+   * meanwhile is simply walked to its end for nothing.
+   */
+  sweepStep (now: number, budget: number): number {
+    let removed = 0
+    let startedPass = false
+    for (let checked = 0; checked < budget; checked++) {
+      if (this.passEntries === null) {
+        let map = this.pass.shift()
+        if (map === undefined) {
+          // At most one new pass per step, so empty maps cannot spin.
+          if (startedPass) return removed
+          startedPass = true
+          this.pass = [this.older]
+          map = this.recent
+        }
+        this.passMap = map
+        this.passEntries = map.entries()
+      }
+      const next = this.passEntries.next()
+      if (next.done === true) {
+        this.passEntries = null
+        continue
+      }
+      const [key, state] = next.value
+      if (Math.floor(now / state.windowMs) > state.index + 1) {
+        (this.passMap as Map<string, WindowState>).delete(key)
+        removed++
       }
     }
     return removed

@@ -86,3 +86,22 @@ t.test('sweep drops keys whose windows have slid out', async (t) => {
   t.equal(store.size, 1)
   t.equal(store.peek('recent', 5, W, at(3, 0.1))?.remaining, 4, '1 × 0.9 of the previous window still counts')
 })
+
+t.test('sweepStep sweeps a bounded slice at a time and eventually everything', async (t) => {
+  const store = new MemoryWindowStore()
+  t.teardown(() => store.close())
+  for (let i = 0; i < 100; i++) store.hit(`k${i}`, 5, W, at(1, 0.5))
+  store.hit('live', 5, W, at(3, 0.5))
+  const later = at(3, 0.6)
+  let removed = 0
+  const steps: number[] = []
+  for (let i = 0; i < 20 && store.size > 1; i++) {
+    const step = store.sweepStep(later, 30)
+    t.ok(step <= 30, `a step removes at most its budget (${step})`)
+    removed += step
+    steps.push(step)
+  }
+  t.equal(removed, 100)
+  t.equal(store.size, 1)
+  t.equal(store.peek('live', 5, W, later)?.remaining, 4)
+})
