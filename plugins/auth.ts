@@ -43,7 +43,7 @@ export interface AuthOptions {
   scryptMaxQueued?: number
 }
 
-function positive (name: keyof AuthOptions, value: number | undefined, fallback: number): number {
+function wholeNumber (name: keyof AuthOptions, value: number | undefined, fallback: number): number {
   if (value === undefined) return fallback
   if (!Number.isInteger(value) || value < 0) throw new Error(`auth option ${name} must be a whole number ≥ 0, got ${value}`)
   return value
@@ -53,17 +53,17 @@ const authPlugin: FastifyPluginAsync<AuthOptions> = async (app, options) => {
   let store = CredentialStore.empty()
   const getStore = (): CredentialStore => store
   const basic = new BasicVerifier({
-    cacheTtlMs: positive('basicCacheTtlMs', options.basicCacheTtlMs, 30_000),
+    cacheTtlMs: wholeNumber('basicCacheTtlMs', options.basicCacheTtlMs, 30_000),
     cacheMaxEntries: 10_000,
-    concurrency: Math.max(1, positive('scryptConcurrency', options.scryptConcurrency, 2)),
-    maxQueued: positive('scryptMaxQueued', options.scryptMaxQueued, 32)
+    concurrency: Math.max(1, wholeNumber('scryptConcurrency', options.scryptConcurrency, 2)),
+    maxQueued: wholeNumber('scryptMaxQueued', options.scryptMaxQueued, 32)
   }, getStore)
   const jwks = new JwksRegistry({
-    cooldownMs: positive('jwksCooldownMs', options.jwksCooldownMs, 10_000),
-    cacheMaxAgeMs: positive('jwksCacheMaxAgeMs', options.jwksCacheMaxAgeMs, 600_000),
-    timeoutMs: positive('jwksTimeoutMs', options.jwksTimeoutMs, 5_000)
+    cooldownMs: wholeNumber('jwksCooldownMs', options.jwksCooldownMs, 10_000),
+    cacheMaxAgeMs: wholeNumber('jwksCacheMaxAgeMs', options.jwksCacheMaxAgeMs, 600_000),
+    timeoutMs: wholeNumber('jwksTimeoutMs', options.jwksTimeoutMs, 5_000)
   })
-  const jwtCache = { ttlMs: positive('jwtCacheTtlMs', options.jwtCacheTtlMs, 30_000), maxEntries: 10_000 }
+  const jwtCache = { ttlMs: wholeNumber('jwtCacheTtlMs', options.jwtCacheTtlMs, 30_000), maxEntries: 10_000 }
   const dependencies: PolicyDependencies = { store: getStore, basic, jwks, jwtCache, log: app.log }
 
   // Routes are immutable and replaced whole on reload, so a WeakMap keyed by the route
