@@ -1,14 +1,15 @@
-// What auditing every request costs: Gatehouse (built dist/) with request audit rows on
-// (dist/server.js) and off (bench/gatehouse-audit-off.mjs), each sent the same fixed number of
-// requests, alternating a, b, a, b … Reports req/s and, less sensitive to a busy machine, the
-// gateway process's own CPU time per request (from /proc, Linux), and the ratios on/off.
-//   npm run build && node bench/audit-cost.mjs [--requests N] [--rounds N] [--connections N]
+// What auditing every request costs: the same built Gatehouse (buildApp from --dist, default
+// dist/) started twice, with request audit rows on and off (BuildOptions.auditRequests), each
+// sent the same fixed number of requests, alternating a, b, a, b … Reports req/s and, less
+// sensitive to a busy machine, the gateway process's own CPU time per request (from /proc,
+// Linux), and the ratios.
+//   npm run build && node bench/audit-cost.mjs [--requests N] [--rounds N] [--connections N] [--dist DIR]
 import { spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
 
@@ -16,7 +17,8 @@ const { values } = parseArgs({
   options: {
     requests: { type: 'string', default: '30000' },
     rounds: { type: 'string', default: '3' },
-    connections: { type: 'string', default: '32' }
+    connections: { type: 'string', default: '32' },
+    dist: { type: 'string', default: 'dist' }
   }
 })
 const requests = Number(values.requests)
@@ -40,7 +42,7 @@ async function freePort () {
 }
 
 function start (script, env) {
-  const child = spawn(process.execPath, [script], { cwd: root, env: { ...process.env, NODE_ENV: 'production', ...env }, stdio: ['ignore', 'pipe', 'inherit'], detached: true })
+  const child = spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), script], { cwd: root, env: { ...process.env, NODE_ENV: 'production', ...env }, stdio: ['ignore', 'pipe', 'inherit'], detached: true })
   children.add(child)
   return child
 }
@@ -59,14 +61,27 @@ function cpuMs (pid) {
   return (Number(fields[11]) + Number(fields[12])) * 10
 }
 
+// One launcher for both, so the two differ in auditRequests only.
+const dist = path.resolve(root, values.dist)
+const launcher = path.join(scratch, 'launch.mjs')
+writeFileSync(launcher, `
+import { buildApp } from ${JSON.stringify(pathToFileURL(path.join(dist, 'app.js')).href)}
+import { loadConfig } from ${JSON.stringify(pathToFileURL(path.join(dist, 'plugins/config.js')).href)}
+const config = loadConfig(process.env)
+const app = await buildApp(config, { auditRequests: process.env.BENCH_AUDIT_REQUESTS === '1' })
+await app.listen({ port: config.port, host: config.host })
+process.on('SIGTERM', () => { app.close().then(() => process.exit(0)) })
+`)
+
 const upstream = start('bench/upstream.mjs', { PORT: String(await freePort()) })
 const upstreamPort = await new Promise((resolve) => upstream.stdout.once('data', (chunk) => resolve(JSON.parse(String(chunk)).port)))
 const upstreamUrl = `http://127.0.0.1:${upstreamPort}`
 
 const targets = []
-for (const [name, script] of [['audit on', 'dist/server.js'], ['audit off', 'bench/gatehouse-audit-off.mjs']]) {
+for (const [name, audit] of [['audit on', '1'], ['audit off', '0']]) {
   const port = await freePort()
-  const child = start(script, {
+  const child = start(launcher, {
+    BENCH_AUDIT_REQUESTS: audit,
     PORT: String(port), HOST: '127.0.0.1', ADMIN_TOKEN, LOG_LEVEL: 'warn', WORKERS: '1',
     DATABASE_URL: `sqlite:${path.join(scratch, `${name.replace(' ', '-')}.db`)}`
   })
@@ -100,4 +115,6 @@ const median = (list) => [...list].sort((a, b) => a - b)[Math.floor(list.length 
 const [on, off] = targets
 console.log(`\nmedian req/s: on ${median(on.rps).toFixed(0)}, off ${median(off.rps).toFixed(0)} → on/off ${(median(on.rps) / median(off.rps)).toFixed(3)}`)
 console.log(`median CPU µs/request: on ${median(on.cpu).toFixed(1)}, off ${median(off.cpu).toFixed(1)} → off/on ${(median(off.cpu) / median(on.cpu)).toFixed(3)} (the throughput ratio when CPU-bound)`)
+for (const child of children) try { process.kill(-child.pid, 'SIGTERM') } catch {}
+await new Promise((resolve) => setTimeout(resolve, 1000))
 process.exit(0)

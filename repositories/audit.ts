@@ -72,6 +72,9 @@ export function openAuditWriter (db: Kysely<Database>, databaseUrl: string): Aud
   }
   const sqlite = new SQLite(databaseUrl.slice('sqlite:'.length))
   sqlite.pragma('busy_timeout = 250')
+  // Per connection, like plugins/db.ts: in WAL mode a commit is then not an fsync (a crash of
+  // the machine, not of the process, may lose the last batches; checkpoints still sync).
+  sqlite.pragma('synchronous = NORMAL')
   const insert = sqlite.prepare(`insert into audit_log (${COLUMNS.join(', ')}) values (${COLUMNS.map((column) => `@${column}`).join(', ')})`)
   const insertAll = sqlite.transaction((rows: readonly NewAuditLogRow[]) => { for (const row of rows) insert.run(row) })
   return {
