@@ -6,7 +6,7 @@ import { buildRoute, routeProblem } from '../../lib/route-input.js'
 import { deleteRoute, findRoute, insertRoute, listAllRoutes, listRoutes, routeNameTaken, updateRoute } from '../../repositories/routes.js'
 import { fillBodyDefaults } from '../../schemas/defaults.js'
 import { ErrorSchema, IdParamsSchema, ListQuerySchema, listOf } from '../../schemas/common.js'
-import { type Route, type RouteConfigItem, RouteConfigItemSchema, type RouteInput, RouteInputSchema, RoutePatchSchema, RouteSchema } from '../../schemas/route.js'
+import { type Route, type RouteAuth, type RouteConfigItem, RouteConfigItemSchema, type RouteInput, RouteInputSchema, RoutePatchSchema, RouteSchema } from '../../schemas/route.js'
 import type { ConfigSection } from '../../plugins/config-sections.js'
 import type { Config } from '../../plugins/config.js'
 
@@ -94,13 +94,14 @@ export function routesSection (config: Pick<Config, 'upstreamTimeoutMs' | 'bodyL
   return {
     name: 'routes',
     itemSchema: RouteConfigItemSchema,
-    exportItems: listAllRoutes,
+    exportItems: async (db) => (await listAllRoutes(db)).map(withoutSecret),
     problem (items) {
       const names = new Map<string, number>()
       const ids = new Map<string, number>()
       for (const [index, item] of items.entries()) {
         const { id, createdAt: _c, updatedAt: _u, ...input } = item
-        const problem = routeProblem(input, `routes/${index}`)
+        // Other fields are checked now; whether a stored secret exists is checked in replaceAll.
+        const problem = routeProblem(keepsStoredSecret(input.auth) ? { ...input, auth: { type: 'none' } } : input, `routes/${index}`)
         if (problem !== null) return problem
         if (names.has(item.name)) return `routes/${index}/name "${item.name}" is already used by routes/${names.get(item.name)}`
         names.set(item.name, index)
@@ -120,6 +121,12 @@ export function routesSection (config: Pick<Config, 'upstreamTimeoutMs' | 'bodyL
       for (const [index, item] of items.entries()) {
         const { id, createdAt: _c, updatedAt: _u, ...input } = item
         const before = existing.get(item.name)
+        if (keepsStoredSecret(input.auth)) {
+          if (before?.auth.type !== 'jwt' || before.auth.secret === null) {
+            throw new GatewayError(400, 'GW_VALIDATION', `body/routes/${index}/auth must set exactly one of secret or jwksUrl (no stored secret to keep)`)
+          }
+          input.auth = { ...input.auth, secret: before.auth.secret }
+        }
         if (before === undefined) {
           if (id !== undefined && kept.has(id)) {
             throw new GatewayError(400, 'GW_VALIDATION', `body/routes/${index}/id "${id}" belongs to another route that stays`)
@@ -134,6 +141,19 @@ export function routesSection (config: Pick<Config, 'upstreamTimeoutMs' | 'bodyL
       }
     }
   }
+}
+
+/**
+ * The config document carries no secrets (contract section 4): a JWT route's HS256 secret is
+ * exported as null, and on import a JWT route with neither secret nor jwksUrl keeps the secret
+ * stored under its name — as consumers keep their credentials.
+ */
+function withoutSecret (route: Route): Route {
+  return route.auth.type === 'jwt' && route.auth.secret !== null ? { ...route, auth: { ...route.auth, secret: null } } : route
+}
+
+function keepsStoredSecret (auth: RouteAuth): boolean {
+  return auth.type === 'jwt' && auth.secret === null && auth.jwksUrl === null
 }
 
 /** Equal in every field but updatedAt, whatever the order of keys (stored JSON keeps its own order). */

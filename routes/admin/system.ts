@@ -27,7 +27,8 @@ const systemAdmin: FastifyPluginAsyncTypebox = async (app) => {
   function completeDocumentSchema (): TObject {
     if (!completed) {
       const properties: Record<string, TSchema> = {}
-      for (const section of app.configSections.all) properties[section.name] = Type.Array(section.itemSchema)
+      // A section left out is an empty one: "what it omits is deleted" (contract section 4).
+      for (const section of app.configSections.all) properties[section.name] = Type.Optional(Type.Array(section.itemSchema))
       Object.assign(documentSchema, Type.Object(properties, { additionalProperties: false }), { description: documentSchema.description })
       completed = true
     }
@@ -78,8 +79,9 @@ const systemAdmin: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request) => {
     const checked = checkValue(completeDocumentSchema(), request.body, 'body')
     if (!checked.ok) throw new GatewayError(400, 'GW_VALIDATION', checked.message)
-    const document = checked.value as ConfigDocument
     const sections = app.configSections.all
+    const given = checked.value as Partial<ConfigDocument>
+    const document: ConfigDocument = Object.fromEntries(sections.map((section) => [section.name, given[section.name] ?? []]))
     for (const section of sections) {
       const problem = section.problem(document[section.name])
       if (problem !== null) throw new GatewayError(400, 'GW_VALIDATION', `body/${problem}`)
