@@ -152,7 +152,7 @@ function withoutSecret (route: Route): Route {
   return route.auth.type === 'jwt' && route.auth.secret !== null ? { ...route, auth: { ...route.auth, secret: null } } : route
 }
 
-function keepsStoredSecret (auth: RouteAuth): boolean {
+function keepsStoredSecret (auth: RouteAuth): auth is Extract<RouteAuth, { type: 'jwt' }> {
   return auth.type === 'jwt' && auth.secret === null && auth.jwksUrl === null
 }
 
