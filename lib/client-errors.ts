@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { STATUS_CODES } from 'node:http'
 import type { Socket } from 'node:net'
 import type { FastifyInstance } from 'fastify'
+import type { Outcome } from './gateway-context.js'
 
 /**
  * What Node's parser and its timers reject before Fastify sees a request: headers or body too
@@ -9,17 +10,31 @@ import type { FastifyInstance } from 'fastify'
  * default handler) would write a bare answer; the contract wants every answer of the gateway as
  * `{"statusCode","error","message","requestId"}`, and the connection closed afterwards.
  */
-const ANSWERS: Record<string, { statusCode: number, message: string }> = {
-  ERR_HTTP_REQUEST_TIMEOUT: { statusCode: 408, message: 'request not received in time' },
-  HPE_HEADER_OVERFLOW: { statusCode: 431, message: 'request headers exceed 16384 bytes' }
+export interface ClientErrorAnswer { statusCode: number, message: string, outcome: Outcome }
+
+const ANSWERS: Record<string, ClientErrorAnswer> = {
+  ERR_HTTP_REQUEST_TIMEOUT: { statusCode: 408, message: 'request not received in time', outcome: 'blocked' },
+  HPE_HEADER_OVERFLOW: { statusCode: 431, message: 'request headers exceed 16384 bytes', outcome: 'too_large' }
 }
-const MALFORMED = { statusCode: 400, message: 'malformed HTTP request' }
+const MALFORMED: ClientErrorAnswer = { statusCode: 400, message: 'malformed HTTP request', outcome: 'blocked' }
+
+export function clientErrorAnswer (code: string | undefined): ClientErrorAnswer {
+  return (code !== undefined ? ANSWERS[code] : undefined) ?? MALFORMED
+}
+
+const kRequestId = Symbol('gatehouse.clientErrorRequestId')
+
+/** One id per refused request, shared by the answer and its audit row (plugins/access-log.ts). */
+export function clientErrorRequestId (err: Error & { [kRequestId]?: string }): string {
+  err[kRequestId] ??= randomUUID()
+  return err[kRequestId]
+}
 
 export function clientErrorHandler (this: FastifyInstance, err: NodeJS.ErrnoException, socket: Socket): void {
   // A reset or already closed connection has nobody left to answer.
   if (err.code === 'ECONNRESET' || socket.destroyed) return
-  const { statusCode, message } = (err.code !== undefined ? ANSWERS[err.code] : undefined) ?? MALFORMED
-  const requestId = randomUUID()
+  const { statusCode, message } = clientErrorAnswer(err.code)
+  const requestId = clientErrorRequestId(err)
   this.log.debug({ err, requestId, statusCode }, 'client error')
 
   // As Node does: never write into a response whose head is already on the wire.

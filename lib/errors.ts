@@ -26,6 +26,14 @@ export const gatewayErrors = {
   upstreamConnectTimeout: () => new GatewayError(504, 'GW_UPSTREAM_CONNECT_TIMEOUT', 'upstream connection timed out')
 }
 
+/**
+ * Set on an error that is not a GatewayError but whose answer the gateway decided (an upstream
+ * body that fails before any byte reached the client): the error handler sends this message
+ * instead of hiding it as "internal error".
+ */
+export const kPublicMessage = Symbol('gatehouse.publicMessage')
+export type PublicError = Error & { statusCode?: number, [kPublicMessage]?: string }
+
 export interface ErrorBody {
   statusCode: number
   error: string

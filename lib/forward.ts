@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Readable } from 'node:stream'
 import type { Dispatcher } from 'undici'
 import { BodyTooLargeError, hasRequestBody, limitedRequestBody } from './body-limit.js'
-import { type GatewayError, gatewayErrors } from './errors.js'
+import { type GatewayError, gatewayErrors, kPublicMessage, type PublicError } from './errors.js'
 import type { GatewayContext } from './gateway-context.js'
 import { reject, rejectWith } from './gateway-reply.js'
 import { clientResponseHeaders, connectionNamedHeaders, upstreamRequestHeaders, VIA } from './proxy-headers.js'
@@ -139,7 +139,7 @@ function relayBody (
   clientGone: AbortSignal,
   timeoutMs: number
 ): void {
-  upstreamBody.once('error', (err: Error & { statusCode?: number, code?: string }) => {
+  upstreamBody.once('error', (err: PublicError & { code?: string }) => {
     if (clientGone.aborted) return
     upstreams.report(target, 'failure')
     context.outcome = 'upstream_error'
@@ -149,7 +149,9 @@ function relayBody (
       // upstream's headers (already copied to the raw response by Fastify's stream send).
       for (const name of reply.raw.getHeaderNames()) reply.raw.removeHeader(name)
       for (const name of Object.keys(reply.getHeaders())) if (name !== 'x-request-id') reply.removeHeader(name)
-      err.statusCode = upstreamFailure(err, timeoutMs).error.statusCode
+      const { error } = upstreamFailure(err, timeoutMs)
+      err.statusCode = error.statusCode
+      err[kPublicMessage] = error.message
     }
   })
   upstreamBody.once('close', () => { target.inFlight-- })

@@ -1,8 +1,8 @@
-import { randomUUID } from 'node:crypto'
 import type { Socket } from 'node:net'
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { unmapIPv4 } from '../lib/forward.js'
+import { clientErrorAnswer, clientErrorRequestId } from '../lib/client-errors.js'
 import type { Outcome } from '../lib/gateway-context.js'
 import type { NewAuditLogRow } from '../repositories/database.js'
 
@@ -26,13 +26,6 @@ interface TrackedSocket extends Socket {
   [kActive]?: FastifyReply | Set<FastifyReply> | null
   /** Node's request timer fired while a request was in flight (Fastify then answers 408). */
   [kTimedOut]?: boolean
-}
-
-/** What Node's parser and timers refuse, as lib/client-errors.ts answers it. */
-function clientErrorAnswer (code: string | undefined): { status: number, outcome: Outcome, detail: string } {
-  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return { status: 408, outcome: 'blocked', detail: 'request not received in time' }
-  if (code === 'HPE_HEADER_OVERFLOW') return { status: 431, outcome: 'too_large', detail: 'request headers too large' }
-  return { status: 400, outcome: 'blocked', detail: `malformed HTTP request (${code ?? 'unknown'})` }
 }
 
 const REQUEST_LINE = /^([A-Z]{1,20}) ([^\s]{1,2048}) HTTP\/1\.[01]\r?\n/
@@ -180,11 +173,12 @@ const accessLogPlugin: FastifyPluginAsync = async (app) => {
     }
     // Nothing is answered on a connection that cannot be written to: no request to record.
     if (!socket.writable) return
-    const { status, outcome, detail } = clientErrorAnswer(err.code)
+    const { statusCode: status, outcome, message } = clientErrorAnswer(err.code)
+    const detail = status === 400 ? `${message} (${err.code ?? 'unknown'})` : message
     const line = err.rawPacket === undefined ? null : REQUEST_LINE.exec(err.rawPacket.subarray(0, 2100).toString('latin1'))
     const method = line === null ? null : line[1]
     const path = line === null ? null : line[2].split('?')[0]
-    const requestId = randomUUID()
+    const requestId = clientErrorRequestId(err)
     metrics.recordRequest(null, method ?? 'OTHER', status, -1, outcome, 0, 0)
     app.log.info({ reqId: requestId, route: null, method, path, status, outcome, detail }, 'request completed')
     audit.recordRequest(requestRow(requestId, unmapIPv4(socket.remoteAddress ?? ''), method, path, status, outcome, null, null, detail))

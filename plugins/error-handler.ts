@@ -1,24 +1,26 @@
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyPluginAsync } from 'fastify'
-import { errorBody, GatewayError } from '../lib/errors.js'
+import { errorBody, GatewayError, kPublicMessage, type PublicError } from '../lib/errors.js'
 
 /**
  * The one error handler: every error becomes the contract's JSON shape with the request
  * id; messages are echoed below 500 and hidden at 500 and above (logged instead).
  */
 const errorHandlerPlugin: FastifyPluginAsync = async (app) => {
-  app.setErrorHandler((error: FastifyError | GatewayError, request, reply) => {
+  app.setErrorHandler((error: FastifyError | GatewayError | PublicError, request, reply) => {
     const statusCode = typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500
-    if (statusCode >= 500 && !(error instanceof GatewayError)) {
+    const decided = error instanceof GatewayError || (error as PublicError)[kPublicMessage] !== undefined
+    if (statusCode >= 500 && !decided) {
       request.log.error({ err: error }, 'request failed')
     }
     if (error instanceof GatewayError) reply.headers(error.headers)
-    const message = statusCode >= 500 && !(error instanceof GatewayError) ? 'internal error' : error.message
-    return reply.code(statusCode).send(errorBody(statusCode, message, request.id))
+    const message = (error as PublicError)[kPublicMessage] ?? (statusCode >= 500 && !decided ? 'internal error' : error.message)
+    return reply.code(statusCode).header('x-request-id', request.id).send(errorBody(statusCode, message, request.id))
   })
 
   app.setNotFoundHandler((request, reply) => {
-    return reply.code(404).send(errorBody(404, `no endpoint ${request.method} ${request.url.split('?')[0]}`, request.id))
+    return reply.code(404).header('x-request-id', request.id)
+      .send(errorBody(404, `no endpoint ${request.method} ${request.url.split('?')[0]}`, request.id))
   })
 }
 

@@ -119,9 +119,12 @@ t.test('one row per proxied request with exact fields, for every outcome', async
 
 t.test('requests the HTTP parser and its timers refuse are recorded too (431, 400, 408)', async (t) => {
   const { app, port } = await startGateway(t, { env: { HEADERS_TIMEOUT_MS: '300', REQUEST_TIMEOUT_MS: '600' } })
-  t.equal(rawStatus(await rawHttp(port, `GET /big?x=1 HTTP/1.1\r\nHost: a\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`)), 431)
-  t.equal(rawStatus(await rawHttp(port, 'NOT HTTP AT ALL\r\n\r\n')), 400)
-  t.equal(rawStatus(await rawHttp(port, 'GET /slow HTTP/1.1\r\nHost: a\r\n', 5000)), 408)
+  const answers = [
+    await rawHttp(port, `GET /big?x=1 HTTP/1.1\r\nHost: a\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`),
+    await rawHttp(port, 'NOT HTTP AT ALL\r\n\r\n'),
+    await rawHttp(port, 'GET /slow HTTP/1.1\r\nHost: a\r\n', 5000)
+  ]
+  t.same(answers.map(rawStatus), [431, 400, 408])
 
   const rows = await requestRows(app)
   t.equal(rows.length, 3)
@@ -132,7 +135,11 @@ t.test('requests the HTTP parser and its timers refuse are recorded too (431, 40
   ])
   t.equal(rows[1].detail, 'malformed HTTP request (HPE_INVALID_METHOD)')
   t.equal(rows[2].detail, 'request not received in time')
-  for (const row of rows) t.match(row.request_id, /^[0-9a-f-]{36}$/)
+  for (const [index, row] of rows.entries()) {
+    t.match(row.request_id, /^[0-9a-f-]{36}$/)
+    t.equal(/\r\nX-Request-Id: ([^\r]+)\r\n/i.exec(answers[index])?.[1], row.request_id, 'the client is told the id the audit row carries')
+    t.equal(JSON.parse(answers[index].split('\r\n\r\n')[1]).requestId, row.request_id)
+  }
 })
 
 t.test('a client that goes away before the answer is recorded once, as 499', async (t) => {
