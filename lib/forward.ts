@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { EventEmitter } from 'node:events'
 import { Readable } from 'node:stream'
 import type { Dispatcher } from 'undici'
 import { BodyTooLargeError, hasRequestBody, limitedRequestBody } from './body-limit.js'
@@ -43,7 +44,7 @@ export function createForward (app: FastifyInstance): ForwardHandler {
     const timeoutMs = route.timeoutMs
     const idempotent = IDEMPOTENT.has(request.method)
     const upstreams = app.upstreams
-    const clientGone = abortWhenClientLeaves(reply)
+    const clientGone = new ClientGone(reply)
     let tried: Set<Target> | undefined
     let lastFailure: GatewayError | null = null
     // Between and after attempts nobody else listens: a client abort then must not be an
@@ -68,7 +69,7 @@ export function createForward (app: FastifyInstance): ForwardHandler {
           body: attemptBody,
           headersTimeout: timeoutMs,
           bodyTimeout: timeoutMs,
-          signal: clientGone.signal
+          signal: clientGone
         })
       } catch (err) {
         target.inFlight--
@@ -77,7 +78,7 @@ export function createForward (app: FastifyInstance): ForwardHandler {
           // The rest of an over-limit body is not worth reading: close, as for a declared one.
           return rejectWith(reply.header('connection', 'close'), context, gatewayErrors.tooLarge(err.limit), 'too_large')
         }
-        if (clientGone.signal.aborted || raw.socket.destroyed) {
+        if (clientGone.aborted || raw.socket.destroyed) {
           // Nobody is left to answer; the status is for the audit log (nginx's 499).
           upstreams.report(target, 'aborted')
           return reject(reply, context, 499, 'upstream_error', 'client closed the connection before the upstream answered')
@@ -98,7 +99,7 @@ export function createForward (app: FastifyInstance): ForwardHandler {
         return rejectWith(reply, context, failure.error, 'upstream_error')
       }
       upstreams.report(target, response.statusCode >= 500 ? 'failure' : 'success')
-      relayBody(upstreams, target, response.body, reply, context, clientGone.signal, timeoutMs)
+      relayBody(upstreams, target, response.body, reply, context, clientGone, timeoutMs)
       reply.code(response.statusCode)
       reply.headers(clientResponseHeaders(response.headers, VIA))
       return reply.send(response.body)
@@ -109,18 +110,27 @@ export function createForward (app: FastifyInstance): ForwardHandler {
 /**
  * Aborts the upstream request when the client goes away before its response is complete,
  * so a client that gives up does not leave a request (and a connection) held upstream.
+ * undici takes any EventEmitter with `aborted` as a signal: per request this costs far less
+ * than an AbortController, whose EventTarget showed in profiles of the hot path.
  */
-function abortWhenClientLeaves (reply: FastifyReply): AbortController {
-  const controller = new AbortController()
-  const res = reply.raw
-  // The request's socket, not the response's: a pipelined request's response is given its
-  // socket only once the previous response has finished (res.socket is null until then).
-  if (reply.request.raw.socket.destroyed) {
-    controller.abort()
-    return controller
+class ClientGone extends EventEmitter {
+  aborted = false
+
+  constructor (reply: FastifyReply) {
+    super()
+    const res = reply.raw
+    // The request's socket, not the response's: a pipelined request's response is given its
+    // socket only once the previous response has finished (res.socket is null until then).
+    if (reply.request.raw.socket.destroyed) {
+      this.aborted = true
+      return
+    }
+    res.once('close', () => {
+      if (res.writableFinished) return
+      this.aborted = true
+      this.emit('abort')
+    })
   }
-  res.once('close', () => { if (!res.writableFinished) controller.abort() })
-  return controller
 }
 
 /**
@@ -136,7 +146,7 @@ function relayBody (
   upstreamBody: Readable,
   reply: FastifyReply,
   context: GatewayContext,
-  clientGone: AbortSignal,
+  clientGone: ClientGone,
   timeoutMs: number
 ): void {
   upstreamBody.once('error', (err: PublicError & { code?: string }) => {
