@@ -101,7 +101,7 @@ export function createForward (app: FastifyInstance): ForwardHandler {
       upstreams.report(target, response.statusCode >= 500 ? 'failure' : 'success')
       relayBody(upstreams, target, response.body, reply, context, clientGone, timeoutMs)
       reply.code(response.statusCode)
-      reply.headers(clientResponseHeaders(response.headers, VIA))
+      reply.headers(clientResponseHeaders(response.headers, VIA, reply))
       return reply.send(response.body)
     }
   }

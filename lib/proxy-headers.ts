@@ -88,13 +88,20 @@ export function connectionNamedHeaders (connection: string | undefined): Set<str
  * X-Request-Id is dropped: the client gets the gateway's id (set when the request
  * arrived), which is the one the upstream was sent, not whatever the upstream made up.
  */
-export function clientResponseHeaders (headers: IncomingHttpHeaders, via: string = VIA): Record<string, string | string[]> {
+export function clientResponseHeaders (
+  headers: IncomingHttpHeaders,
+  via: string = VIA,
+  gatewaySet: { hasHeader: (name: string) => boolean } | null = null
+): Record<string, string | string[]> {
   const connectionNamed = connectionNamedHeaders(typeof headers.connection === 'string' ? headers.connection : undefined)
   const out: Record<string, string | string[]> = {}
   for (const name in headers) {
     const value = headers[name]
     if (value === undefined || HOP_BY_HOP.has(name) || name.includes('_') || name === 'x-request-id') continue
     if (connectionNamed !== null && connectionNamed.has(name)) continue
+    // What a policy stage already put on the answer (x-ratelimit-*, …) is the gateway's word;
+    // Vary is a list, merged by the CORS stage's onSend.
+    if (gatewaySet !== null && name !== 'vary' && gatewaySet.hasHeader(name)) continue
     out[name] = value
   }
   const upstreamVia = out.via

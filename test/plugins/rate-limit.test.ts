@@ -228,3 +228,16 @@ t.test('429s are audited as rate_limited', async (t) => {
   t.equal(logs.json().total, 1)
   t.match(logs.json().items[0], { status: 429, outcome: 'rate_limited', clientIp: '127.0.0.1' })
 })
+
+t.test("an upstream's own x-ratelimit-* headers never replace the gateway's", async (t) => {
+  const upstream = await startUpstream(t, (_req, res) => {
+    res.writeHead(200, { 'x-ratelimit-limit': '999', 'x-ratelimit-remaining': '998', 'x-upstream': 'yes' }).end('ok')
+  })
+  const { app, url } = await startGateway(t)
+  await createRoute(app, { name: 'limited', path: '/limited', targets: [{ url: upstream.url, weight: 1 }], rateLimit: { max: 5, windowMs: 60_000, by: 'ip' } })
+  const response = await httpRequest(`${url}/limited`)
+  t.equal(response.statusCode, 200)
+  t.equal(response.headers['x-ratelimit-limit'], '5')
+  t.equal(response.headers['x-ratelimit-remaining'], '4')
+  t.equal(response.headers['x-upstream'], 'yes', 'other upstream headers still pass')
+})
