@@ -75,8 +75,15 @@ export function openAuditWriter (db: Kysely<Database>, databaseUrl: string): Aud
   // Per connection, like plugins/db.ts: in WAL mode a commit is then not an fsync (a crash of
   // the machine, not of the process, may lose the last batches; checkpoints still sync).
   sqlite.pragma('synchronous = NORMAL')
-  const insert = sqlite.prepare(`insert into audit_log (${COLUMNS.join(', ')}) values (${COLUMNS.map((column) => `@${column}`).join(', ')})`)
-  const insertAll = sqlite.transaction((rows: readonly NewAuditLogRow[]) => { for (const row of rows) insert.run(row) })
+  // Positional parameters: binding them costs ~1 µs less per row than named ones from an object.
+  const insert = sqlite.prepare(`insert into audit_log (${COLUMNS.join(', ')}) values (${COLUMNS.map(() => '?').join(', ')})`)
+  const insertAll = sqlite.transaction((rows: readonly NewAuditLogRow[]) => {
+    for (const row of rows) {
+      insert.run(row.ts, row.event_type, row.request_id ?? null, row.client_ip ?? null, row.method ?? null, row.path ?? null,
+        row.route_id ?? null, row.consumer_id ?? null, row.status ?? null, row.outcome, row.duration_ms ?? null,
+        row.bytes_in ?? null, row.bytes_out ?? null, row.user_agent ?? null, row.detail ?? null)
+    }
+  })
   return {
     write: async (rows) => { insertAll(rows) },
     close () { sqlite.close() }
