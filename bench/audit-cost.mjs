@@ -6,7 +6,6 @@
 //   npm run build && node bench/audit-cost.mjs [--requests N] [--rounds N] [--connections N] [--dist DIR]
 import { spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
@@ -32,14 +31,6 @@ process.on('exit', () => {
   for (const child of children) try { process.kill(-child.pid, 'SIGKILL') } catch {}
   rmSync(scratch, { recursive: true, force: true })
 })
-
-async function freePort () {
-  const server = createServer()
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address()
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
 
 function start (script, env) {
   const child = spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), script], { cwd: root, env: { ...process.env, NODE_ENV: 'production', ...env }, stdio: ['ignore', 'pipe', 'inherit'], detached: true })
@@ -67,6 +58,7 @@ const launcher = path.join(scratch, 'launch.mjs')
 writeFileSync(launcher, `
 import { buildApp } from ${JSON.stringify(pathToFileURL(path.join(dist, 'app.js')).href)}
 import { loadConfig } from ${JSON.stringify(pathToFileURL(path.join(dist, 'plugins/config.js')).href)}
+import { freePort } from './free-port.mjs'
 const config = loadConfig(process.env)
 const app = await buildApp(config, { auditRequests: process.env.BENCH_AUDIT_REQUESTS === '1' })
 await app.listen({ port: config.port, host: config.host })

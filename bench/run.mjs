@@ -4,13 +4,13 @@
 // Prints req/s, p50/p99 latency and the ratio b/a.  `node bench/run.mjs --help` for the options.
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
 import { SignJWT } from 'jose'
+import { freePort } from './free-port.mjs'
 
 const HELP = `usage: npm run bench -- [options]
   --duration S      seconds measured per run (default 10)
@@ -90,14 +90,6 @@ process.on('SIGTERM', () => process.exit(143))
 const pinned = options.pin && spawnSync('taskset', ['-V']).status === 0
 if (options.pin && !pinned) console.error('bench: taskset not found, running unpinned')
 if (pinned) spawnSync('taskset', ['-p', '-c', '1', String(process.pid)], { stdio: 'ignore' })
-
-async function freePort () {
-  const server = createServer()
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address()
-  await new Promise((resolve) => server.close(resolve))
-  return port
-}
 
 /** A child in its own process group (killed with its children at exit); output kept for errors. */
 function start (name, script, env, core) {
