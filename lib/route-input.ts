@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { Config } from '../plugins/config.js'
+import { normalizePath } from './normalize-path.js'
 import type { Route, RouteInput } from '../schemas/route.js'
 
 /** A client's route fields → a full stored route, with the environment's defaults filled in. */
@@ -35,6 +36,25 @@ export function routeProblem (route: RouteInput, prefix = 'body'): string | null
   }
   if (route.path.includes('//')) return `${prefix}/path must not contain "//"`
   if (/(^|\/)\.\.?(\/|$)/.test(route.path)) return `${prefix}/path must not contain "." or ".." segments`
-  if (route.path.includes('%')) return `${prefix}/path must not contain percent-escapes`
+  return pathProblem(route.path, `${prefix}/path`)
+}
+
+/** RFC 3986 path characters; anything else (spaces, non-ASCII, quotes …) travels percent-encoded. */
+const PATH_CHARS = /^[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*$/
+
+/**
+ * A route path is stored as requests are matched: in normalised form (lib/normalize-path.ts),
+ * so "/caf%C3%A9" routes what clients send for "/café", and a spelling that normalises to
+ * something else ("/api/%41", "/caf%c3%a9") is refused with the form to write instead.
+ */
+function pathProblem (path: string, field: string): string | null {
+  if (!PATH_CHARS.test(path)) return `${field} must percent-encode characters outside RFC 3986 paths: write ${encodePath(path)}`
+  const normalized = normalizePath(path)
+  if (!normalized.ok) return `${field} is refused: ${normalized.reason}`
+  if (normalized.path !== path) return `${field} must be written in normalised form: ${normalized.path}`
   return null
+}
+
+function encodePath (path: string): string {
+  return path.replace(/[^A-Za-z0-9\-._~!$&'()*+,;=:@/%]/gu, (char) => encodeURIComponent(char))
 }

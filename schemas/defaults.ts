@@ -50,7 +50,7 @@ function objectBranches (schema: JsonSchema): JsonSchema[] {
 function chooseBranch (schema: JsonSchema, value: Record<string, unknown>): JsonSchema | undefined {
   const branches = objectBranches(schema)
   const discriminated = branches.filter((branch) => Object.entries(branch.properties ?? {})
-    .some(([key, property]) => (property as JsonSchema).const !== undefined))
+    .some(([, property]) => (property as JsonSchema).const !== undefined))
   if (discriminated.length > 0) {
     return discriminated.find((branch) => Object.entries(branch.properties ?? {})
       .every(([key, property]) => (property as JsonSchema).const === undefined || (property as JsonSchema).const === value[key]))

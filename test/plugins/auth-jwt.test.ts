@@ -31,7 +31,7 @@ async function setup (t: TestContext, auth: Record<string, unknown>, options: Te
 /** A JWKS endpoint on node:http whose key set the test can change; counts fetches. */
 async function startJwks (t: TestContext, keys: object[]) {
   const state = { keys, fetches: 0 }
-  const server = createServer((req, res) => {
+  const server = createServer((_req, res) => {
     state.fetches++
     const body = JSON.stringify({ keys: state.keys })
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) })

@@ -236,11 +236,6 @@ const hasher = await startUpstream(t, (req, res) => {
 })
 await createRoute(app, { name: 'hasher', path: '/hash', bodyLimit: 8 * 1024 * 1024, targets: [{ url: hasher.url, weight: 1 }] })
 
-async function sendBody (path: string, body: Buffer | Readable, headers: Record<string, string> = {}) {
-  const response = await httpRequest(url + path, { method: 'POST', body, headers })
-  return response
-}
-
 function sha (body: string | Buffer): string {
   return createHash('sha256').update(typeof body === 'string' ? Buffer.from(body, 'latin1') : body).digest('hex')
 }

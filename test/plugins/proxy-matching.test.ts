@@ -148,3 +148,14 @@ t.test('a route created, changed and deleted at runtime takes effect on the very
   t.equal(first.requests.length, 1)
   t.same(second.requests.map((request) => request.url), ['/x', '/y', '/z'])
 })
+
+t.test('a route path with a percent-escape routes what clients send for non-ASCII paths', async (t) => {
+  await route('cafe', '/caf%C3%A9')
+  for (const path of ['/caf%C3%A9', '/caf%c3%a9/menu', '/x/../caf%C3%A9/menu']) {
+    const response = await httpRequest(`${url}${path}`)
+    t.equal(response.statusCode, 200, path)
+    t.equal(response.headers['x-upstream'], 'cafe', path)
+  }
+  t.equal((await httpRequest(`${url}/caf%C3%A9/menu`)).body, 'cafe GET /caf%C3%A9/menu', 'forwarded in normalised form')
+  assertNoRoute(t, await httpRequest(`${url}/cafe`))
+})

@@ -1,6 +1,5 @@
 import t from 'tap'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { FastifyInstance } from 'fastify'
 import {
   adminHeaders, createApiKey, createConsumer, createRoute, httpRequest, startGateway, startUpstream, type TestContext
 } from '../helper.js'
