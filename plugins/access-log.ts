@@ -48,6 +48,8 @@ declare module 'fastify' {
 
 const accessLogPlugin: FastifyPluginAsync = async (app) => {
   const { metrics, audit } = app
+  // LOG_LEVEL is fixed for the process: below info, proxied requests skip building the line.
+  const logRequests = ['trace', 'debug', 'info'].includes(app.log.level)
 
   app.decorate('accessLog', {
     routerRefused (request: FastifyRequest, reply: FastifyReply, detail: string) {
@@ -131,7 +133,7 @@ const accessLogPlugin: FastifyPluginAsync = async (app) => {
       const routeName = context.route === null ? null : context.route.name
       const bytesOut = context.socket.bytesWritten - context.socketBytesWrittenAtStart
       metrics.recordRequest(routeName, request.method, status, durationMs, context.outcome, context.bytesIn, bytesOut)
-      request.log.info({ route: routeName, method: request.method, path: context.path, status, durationMs, outcome: context.outcome }, 'request completed')
+      if (logRequests) request.log.info({ route: routeName, method: request.method, path: context.path, status, durationMs, outcome: context.outcome }, 'request completed')
       audit.recordRequest({
         ts: new Date().toISOString(),
         event_type: 'request',
