@@ -7,6 +7,7 @@ import { type GatewayError, gatewayErrors, kPublicMessage, type PublicError } fr
 import type { GatewayContext } from './gateway-context.js'
 import { reject, rejectWith } from './gateway-reply.js'
 import { clientResponseHeaders, connectionNamedHeaders, upstreamRequestHeaders, VIA } from './proxy-headers.js'
+import { unmapIPv4 } from './ip.js'
 import { routePrefixOf } from './route-matcher.js'
 import type { Target, Upstreams } from '../plugins/upstreams.js'
 
@@ -274,9 +275,4 @@ export function upstreamPath (basePath: string, path: string): string {
 function appendForwardedFor (existing: string | undefined, peer: string | undefined): string {
   const address = unmapIPv4(peer ?? '')
   return existing === undefined || existing === '' ? address : `${existing}, ${address}`
-}
-
-/** "::ffff:10.1.2.3" → "10.1.2.3": IPv4 clients look the same on dual-stack listeners. */
-export function unmapIPv4 (address: string): string {
-  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address
 }

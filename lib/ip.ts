@@ -150,3 +150,8 @@ function parseIPv6 (text: string): [number, number, number, number] | null {
 function isMappedIPv4 (words: readonly number[]): boolean {
   return words[0] === 0 && words[1] === 0 && words[2] === 0xffff
 }
+
+/** "::ffff:10.1.2.3" → "10.1.2.3": IPv4 clients look the same on dual-stack listeners. */
+export function unmapIPv4 (address: string): string {
+  return address.startsWith('::ffff:') && address.includes('.') ? address.slice(7) : address
+}

@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net'
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import { unmapIPv4 } from '../lib/forward.js'
+import { unmapIPv4 } from '../lib/ip.js'
 import { clientErrorAnswer, clientErrorRequestId } from '../lib/client-errors.js'
 import type { Outcome } from '../lib/gateway-context.js'
 import type { NewAuditLogRow } from '../repositories/database.js'
