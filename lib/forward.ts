@@ -1,26 +1,41 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { EventEmitter } from 'node:events'
+import type { IncomingHttpHeaders } from 'node:http'
 import { Readable } from 'node:stream'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Dispatcher } from 'undici'
 import { BodyTooLargeError, hasRequestBody, limitedRequestBody } from './body-limit.js'
-import { type GatewayError, gatewayErrors, kPublicMessage, type PublicError } from './errors.js'
+import { type GatewayError, gatewayErrors } from './errors.js'
 import type { GatewayContext } from './gateway-context.js'
 import { reject, rejectWith } from './gateway-reply.js'
 import { clientResponseHeaders, connectionNamedHeaders, upstreamRequestHeaders, VIA } from './proxy-headers.js'
 import { unmapIPv4 } from './ip.js'
 import { routePrefixOf } from './route-matcher.js'
-import type { Target, Upstreams } from '../plugins/upstreams.js'
+import { UpstreamExchange } from './upstream-exchange.js'
+import type { Target } from '../plugins/upstreams.js'
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'])
 
-export type ForwardHandler = (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply>
+export type ForwardHandler = (request: FastifyRequest, reply: FastifyReply) => Promise<void>
 
 /**
  * The one function that sends a routed request upstream (STYLE.md "keep it behind one
- * forward()"): undici Pool.request straight from the raw request, one pass over headers,
+ * forward()"): undici Pool.dispatch straight from the raw request, one pass over headers,
  * target choice and retries through app.upstreams, failures mapped to 502/503/504.
+ * Settles once the reply is answered or handed to the exchange streaming the upstream's
+ * answer (lib/upstream-exchange.ts), which hijacks it from Fastify: the route handler must
+ * not return this promise to Fastify.
  */
 export function createForward (app: FastifyInstance): ForwardHandler {
+  const { cors, accessLog } = app
+
+  /** The upstream's status and headers, minus hop-by-hop ones, plus what the gateway's stages set. */
+  function commitHead (reply: FastifyReply, statusCode: number, upstreamHeaders: IncomingHttpHeaders): void {
+    reply.raw.statusCode = statusCode
+    reply.headers(clientResponseHeaders(upstreamHeaders, VIA, reply))
+    cors.finishResponseHeaders(reply.request, reply)
+  }
+
+  function completed (reply: FastifyReply): void { accessLog.hijackedReplyCompleted(reply) }
+
   return async function forward (request, reply) {
     const context = request.gateway as GatewayContext
     const route = context.route as NonNullable<GatewayContext['route']>
@@ -45,7 +60,6 @@ export function createForward (app: FastifyInstance): ForwardHandler {
     const timeoutMs = route.timeoutMs
     const idempotent = IDEMPOTENT.has(request.method)
     const upstreams = app.upstreams
-    const clientGone = new ClientGone(reply)
     let tried: Set<Target> | undefined
     let lastFailure: GatewayError | null = null
     // Between and after attempts nobody else listens: a client abort then must not be an
@@ -56,33 +70,47 @@ export function createForward (app: FastifyInstance): ForwardHandler {
       const target = upstreams.select(route, tried)
       if (target === null) {
         if (body !== null) discard(body)
-        return rejectWith(reply, context, lastFailure ?? gatewayErrors.noHealthyTarget(upstreams.retryAfterSeconds(route)), 'upstream_error')
+        rejectWith(reply, context, lastFailure ?? gatewayErrors.noHealthyTarget(upstreams.retryAfterSeconds(route)), 'upstream_error')
+        return
       }
       context.target = target.url
       const attemptBody = body === null ? null : new AttemptBody(body)
       target.inFlight++
-      let response: Dispatcher.ResponseData
+      const exchange = new UpstreamExchange(reply, {
+        commitHead,
+        failedAfterStart (err, canAnswer) {
+          upstreams.report(target, 'failure')
+          if (canAnswer) rejectWith(reply, context, upstreamFailure(err, timeoutMs).error, 'upstream_error')
+          // The audit row says when it failed; the client's answer, what failed.
+          context.outcome = 'upstream_error'
+          context.detail = `upstream failed mid-response: ${(err as { code?: string }).code ?? err.message}`
+        },
+        completed,
+        settled () { target.inFlight-- }
+      })
+      target.pool.dispatch({
+        method: request.method as Dispatcher.HttpMethod,
+        path: upstreamPath(target.basePath, path) + context.query,
+        headers,
+        body: attemptBody,
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs
+      }, exchange)
+      let statusCode: number
       try {
-        response = await target.pool.request({
-          method: request.method as Dispatcher.HttpMethod,
-          path: upstreamPath(target.basePath, path) + context.query,
-          headers,
-          body: attemptBody,
-          headersTimeout: timeoutMs,
-          bodyTimeout: timeoutMs,
-          signal: clientGone
-        })
+        statusCode = await exchange.started
       } catch (err) {
-        target.inFlight--
         if (err instanceof BodyTooLargeError) {
           upstreams.report(target, 'aborted')
           // The rest of an over-limit body is not worth reading: close, as for a declared one.
-          return rejectWith(reply.header('connection', 'close'), context, gatewayErrors.tooLarge(err.limit), 'too_large')
+          rejectWith(reply.header('connection', 'close'), context, gatewayErrors.tooLarge(err.limit), 'too_large')
+          return
         }
-        if (clientGone.aborted || raw.socket.destroyed) {
+        if (exchange.clientGone || raw.socket.destroyed) {
           // Nobody is left to answer; the status is for the audit log (nginx's 499).
           upstreams.report(target, 'aborted')
-          return reject(reply, context, 499, 'upstream_error', 'client closed the connection before the upstream answered')
+          reject(reply, context, 499, 'upstream_error', 'client closed the connection before the upstream answered')
+          return
         }
         const failure = upstreamFailure(err, timeoutMs)
         upstreams.report(target, failure.targetFault ? 'failure' : 'aborted')
@@ -97,75 +125,13 @@ export function createForward (app: FastifyInstance): ForwardHandler {
           continue
         }
         if (body !== null) discard(body)
-        return rejectWith(reply, context, failure.error, 'upstream_error')
+        rejectWith(reply, context, failure.error, 'upstream_error')
+        return
       }
-      upstreams.report(target, response.statusCode >= 500 ? 'failure' : 'success')
-      relayBody(upstreams, target, response.body, reply, context, clientGone, timeoutMs)
-      reply.code(response.statusCode)
-      reply.headers(clientResponseHeaders(response.headers, VIA, reply))
-      return reply.send(response.body)
-    }
-  }
-}
-
-/**
- * Aborts the upstream request when the client goes away before its response is complete,
- * so a client that gives up does not leave a request (and a connection) held upstream.
- * undici takes any EventEmitter with `aborted` as a signal: per request this costs far less
- * than an AbortController, whose EventTarget showed in profiles of the hot path.
- */
-class ClientGone extends EventEmitter {
-  aborted = false
-
-  constructor (reply: FastifyReply) {
-    super()
-    const res = reply.raw
-    // The request's socket, not the response's: a pipelined request's response is given its
-    // socket only once the previous response has finished (res.socket is null until then).
-    if (reply.request.raw.socket.destroyed) {
-      this.aborted = true
+      upstreams.report(target, statusCode >= 500 ? 'failure' : 'success')
       return
     }
-    res.once('close', () => {
-      if (res.writableFinished) return
-      this.aborted = true
-      this.emit('abort')
-    })
   }
-}
-
-/**
- * Watches the upstream body while it streams to the client: in-flight ends when it closes
- * however it ends, and an upstream that fails mid-response counts against the target.
- * Fastify then ends the client response: destroyed (truncated, never hung) once headers
- * went out, or an error answer before — given the upstream status here (502, 504 on the
- * body timeout) rather than a 500.
- */
-function relayBody (
-  upstreams: Upstreams,
-  target: Target,
-  upstreamBody: Readable,
-  reply: FastifyReply,
-  context: GatewayContext,
-  clientGone: ClientGone,
-  timeoutMs: number
-): void {
-  upstreamBody.once('error', (err: PublicError & { code?: string }) => {
-    if (clientGone.aborted) return
-    upstreams.report(target, 'failure')
-    context.outcome = 'upstream_error'
-    context.detail = `upstream failed mid-response: ${err.code ?? err.message}`
-    if (!reply.raw.headersSent) {
-      // Nothing reached the client yet: the error handler answers instead, without the
-      // upstream's headers (already copied to the raw response by Fastify's stream send).
-      for (const name of reply.raw.getHeaderNames()) reply.raw.removeHeader(name)
-      for (const name of Object.keys(reply.getHeaders())) if (name !== 'x-request-id') reply.removeHeader(name)
-      const { error } = upstreamFailure(err, timeoutMs)
-      err.statusCode = error.statusCode
-      err[kPublicMessage] = error.message
-    }
-  })
-  upstreamBody.once('close', () => { target.inFlight-- })
 }
 
 interface UpstreamFailure {

@@ -38,6 +38,8 @@ export interface AccessLog {
    * percent-decode), after its answer was sent: recorded like a request the parser refused.
    */
   routerRefused: (request: FastifyRequest, reply: FastifyReply, detail: string) => void
+  /** A proxied answer streamed through a hijacked reply (no onResponse hook then) reached the client whole. */
+  hijackedReplyCompleted: (reply: FastifyReply) => void
 }
 
 declare module 'fastify' {
@@ -58,6 +60,9 @@ const accessLogPlugin: FastifyPluginAsync = async (app) => {
       metrics.recordRequest(null, request.method, status, -1, 'blocked', 0, 0)
       request.log.info({ route: null, method: request.method, path, status, outcome: 'blocked', detail }, 'request completed')
       audit.recordRequest(requestRow(request.id, unmapIPv4(request.ip), request.method, path, status, 'blocked', null, request.headers['user-agent'] ?? null, detail))
+    },
+    hijackedReplyCompleted (reply: FastifyReply) {
+      if (untrack(reply.request.raw.socket as TrackedSocket, reply)) finish(reply.request, reply, reply.raw.statusCode)
     }
   })
 
@@ -112,6 +117,8 @@ const accessLogPlugin: FastifyPluginAsync = async (app) => {
   /** The connection closed before the answer was complete: the client went away, or Node's request timer cut it. */
   function aborted (reply: FastifyReply, timedOut: boolean): void {
     const raw = reply.raw
+    // Complete, but the connection closed before the hijacked reply's own 'close' told us.
+    if (raw.writableFinished) return finish(reply.request, reply, raw.statusCode)
     const status = raw.headersSent ? raw.statusCode : timedOut ? 408 : 499
     const context = reply.request.gateway
     if (context !== null) {

@@ -20,8 +20,10 @@ import type { Route } from '../schemas/route.js'
 export interface Cors {
   /** onRequest hook of the proxied scope, right after route matching. */
   onRequest: (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void
-  /** onSend hook of the proxied scope: the gateway's CORS headers win over the upstream's. */
+  /** onSend hook of the proxied scope: finishResponseHeaders for answers sent through Fastify. */
   onSend: (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: null, payload: unknown) => void) => void
+  /** The gateway's CORS headers win over the upstream's; Vary gets Origin. Also for streamed (hijacked) answers. */
+  finishResponseHeaders: (request: FastifyRequest, reply: FastifyReply) => void
 }
 
 declare module 'fastify' {
@@ -105,8 +107,13 @@ const corsPlugin: FastifyPluginAsync = async (app) => {
   }
 
   function onSend (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: null, payload: unknown) => void): void {
+    finishResponseHeaders(request, reply)
+    done(null, payload)
+  }
+
+  function finishResponseHeaders (request: FastifyRequest, reply: FastifyReply): void {
     const cors = request[kCompiled]
-    if (cors === null) return done(null, payload)
+    if (cors === null) return
     const allowOrigin = request[kAllowOrigin]
     if (allowOrigin === null) {
       reply.removeHeader('access-control-allow-origin')
@@ -117,10 +124,9 @@ const corsPlugin: FastifyPluginAsync = async (app) => {
       else reply.removeHeader('access-control-allow-credentials')
     }
     reply.header('vary', varyWithOrigin(reply.getHeader('vary')))
-    done(null, payload)
   }
 
-  app.decorate('cors', { onRequest, onSend } satisfies Cors)
+  app.decorate('cors', { onRequest, onSend, finishResponseHeaders } satisfies Cors)
 }
 
 export default fp(corsPlugin, { name: 'cors', dependencies: ['route-table'] })

@@ -45,12 +45,17 @@ export default async function proxy (app: FastifyInstance): Promise<void> {
   // The audit row, metrics and access-log line of each request: plugins/access-log.ts (root hooks,
   // so requests refused before this scope and clients that go away are recorded too).
 
+  const forward = createForward(app)
   app.route({
     method: ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'],
     url: '/*',
     exposeHeadRoute: false,
     schema: { hide: true },
-    handler: createForward(app)
+    handler (request, reply) {
+      // Not returned to Fastify: forward answers itself, or hands the reply to the exchange
+      // streaming the upstream's answer, which hijacks it (lib/upstream-exchange.ts).
+      forward(request, reply).catch((err: Error) => { if (!reply.sent) reply.send(err) })
+    }
   })
 
   function matchRoute (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
