@@ -140,7 +140,7 @@ const auditPlugin: FastifyPluginAsync<AuditOptions> = async (app, options) => {
         queue = queue.slice(head)
         head = 0
       }
-      // Let requests run between batches: better-sqlite3 writes synchronously.
+      // Let requests run between batches (PostgreSQL, :memory: write on this thread).
       if (depth() > 0) await new Promise((resolve) => setImmediate(resolve))
     }
   }
@@ -240,7 +240,7 @@ const auditPlugin: FastifyPluginAsync<AuditOptions> = async (app, options) => {
     clearInterval(retentionTimer)
     await retention?.catch(() => {})
     await flush()
-    writer.close()
+    await writer.close()
   })
 }
 
