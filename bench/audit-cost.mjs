@@ -11,6 +11,7 @@ import path from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
+import { freePort } from './free-port.mjs'
 
 const { values } = parseArgs({
   options: {
@@ -58,7 +59,6 @@ const launcher = path.join(scratch, 'launch.mjs')
 writeFileSync(launcher, `
 import { buildApp } from ${JSON.stringify(pathToFileURL(path.join(dist, 'app.js')).href)}
 import { loadConfig } from ${JSON.stringify(pathToFileURL(path.join(dist, 'plugins/config.js')).href)}
-import { freePort } from './free-port.mjs'
 const config = loadConfig(process.env)
 const app = await buildApp(config, { auditRequests: process.env.BENCH_AUDIT_REQUESTS === '1' })
 await app.listen({ port: config.port, host: config.host })
