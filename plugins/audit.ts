@@ -116,33 +116,43 @@ const auditPlugin: FastifyPluginAsync<AuditOptions> = async (app, options) => {
     writing = writeAll().finally(() => { writing = null })
   }
 
-  /** Writes batch after batch until the queue is empty or a write fails. */
+  /**
+   * Writes what is queued as one batch, then more only while full batches are waiting: rows
+   * arriving during a write wait for the flush timer, so batches stay large (per row, a
+   * 250-row transaction costs SQLite a fifth less than an 80-row one).
+   */
   async function writeAll (): Promise<void> {
-    while (depth() > 0) {
-      const end = Math.min(queue.length, head + batchSize)
-      const batch = head === 0 && end === queue.length ? queue : queue.slice(head, end)
-      try {
-        await writer.write(batch)
-      } catch (err) {
-        failures++
-        retryAt = Date.now() + Math.min(2000, 50 * 2 ** Math.min(failures, 6))
-        if (failures === 1 || failures % 20 === 0) {
-          app.log.error({ err, rows: depth(), failures }, 'writing audit rows failed; they stay queued and are retried')
-        }
-        return
-      }
-      failures = 0
-      head = end
-      if (head === queue.length) {
-        queue = []
-        head = 0
-      } else if (head >= 4096 && head * 2 >= queue.length) {
-        queue = queue.slice(head)
-        head = 0
-      }
+    do {
+      if (!await writeBatch()) return
       // Let requests run between batches (PostgreSQL, :memory: write on this thread).
-      if (depth() > 0) await new Promise((resolve) => setImmediate(resolve))
+      if (depth() >= batchSize) await new Promise((resolve) => setImmediate(resolve))
+    } while (depth() >= batchSize)
+  }
+
+  /** The oldest batchSize rows; false when the write failed (they stay queued, retried with backoff). */
+  async function writeBatch (): Promise<boolean> {
+    const end = Math.min(queue.length, head + batchSize)
+    const batch = head === 0 && end === queue.length ? queue : queue.slice(head, end)
+    try {
+      await writer.write(batch)
+    } catch (err) {
+      failures++
+      retryAt = Date.now() + Math.min(2000, 50 * 2 ** Math.min(failures, 6))
+      if (failures === 1 || failures % 20 === 0) {
+        app.log.error({ err, rows: depth(), failures }, 'writing audit rows failed; they stay queued and are retried')
+      }
+      return false
     }
+    failures = 0
+    head = end
+    if (head === queue.length) {
+      queue = []
+      head = 0
+    } else if (head >= 4096 && head * 2 >= queue.length) {
+      queue = queue.slice(head)
+      head = 0
+    }
+    return true
   }
 
   async function flush (): Promise<void> {
