@@ -26,6 +26,7 @@ import metricsRoute from './routes/metrics.js'
 import { version } from './lib/version.js'
 import { frameworkError } from './lib/gateway-reply.js'
 import { clientErrorHandler } from './lib/client-errors.js'
+import { lazyChildLogger } from './lib/lazy-logger.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -73,6 +74,7 @@ export async function buildApp (config: Readonly<Config>, options: BuildOptions 
     logger: options.logger ?? { level: config.logLevel },
     trustProxy: trustProxyOption(config.trustProxy),
     genReqId: requestId,
+    childLoggerFactory: lazyChildLogger,
     // plugins/access-log.ts writes one line per request instead of Fastify's two
     // (the top-level disableRequestLogging option is deprecated in Fastify 5.x).
     logController: new LogController({ disableRequestLogging: true }),
