@@ -6,7 +6,8 @@ import replyFrom from '@fastify/reply-from'
 const app = Fastify({ logger: false })
 await app.register(replyFrom, { base: process.env.UPSTREAM_URL })
 app.removeAllContentTypeParsers()
-app.addContentTypeParser('*', (_request, _payload, done) => done(null))
+// As @fastify/http-proxy does: the body stream itself is the parsed body, which reply-from streams upstream.
+app.addContentTypeParser('*', (_request, payload, done) => done(null, payload))
 app.all('/*', (request, reply) => { reply.from(request.url) })
 await app.listen({ port: Number(process.env.PORT), host: '127.0.0.1' })
 process.on('SIGTERM', () => { app.close().then(() => process.exit(0)) })
