@@ -46,7 +46,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   private headers: IncomingHttpHeaders | null = null
   private committed = false
   private done = false
-  /** The client went away; set before undici handed over a controller to abort with. */
+  /** The client went away (the upstream request is aborted as soon as undici hands over its controller). */
   clientGone = false
 
   constructor (
