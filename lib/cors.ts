@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import type { RouteCors } from '../schemas/route.js'
+import type { ResponseHead } from './proxy-headers.js'
 
 /**
  * A route's CORS policy compiled once (per route object) into ready header values, with
@@ -56,9 +57,29 @@ export function preflightMethod (method: string, headers: IncomingHttpHeaders): 
 }
 
 /** Merges `Origin` into a Vary value the upstream may have set. */
-export function varyWithOrigin (existing: unknown): string {
+function varyWithOrigin (existing: unknown): string {
   if (existing === undefined || existing === null || existing === '') return 'Origin'
   const value = Array.isArray(existing) ? existing.join(', ') : String(existing)
   if (value.trim() === '*') return value
   return /(^|,)\s*origin\s*(,|$)/i.test(value) ? value : `${value}, Origin`
+}
+
+/** The response headers finishCorsHeaders decides. */
+export const CORS_RESPONSE_HEADERS = ['access-control-allow-origin', 'access-control-allow-credentials', 'vary'] as const
+
+/**
+ * The last word on an answer's CORS headers, whatever the upstream sent: the policy's
+ * Access-Control-Allow-Origin (none for an origin it does not allow) and credentials flag,
+ * and Origin merged into Vary.
+ */
+export function finishCorsHeaders (head: ResponseHead, cors: CompiledCors, allowOrigin: string | null): void {
+  if (allowOrigin === null) {
+    delete head['access-control-allow-origin']
+    delete head['access-control-allow-credentials']
+  } else {
+    head['access-control-allow-origin'] = allowOrigin
+    if (cors.credentials) head['access-control-allow-credentials'] = 'true'
+    else delete head['access-control-allow-credentials']
+  }
+  head.vary = varyWithOrigin(head.vary)
 }

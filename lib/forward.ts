@@ -6,7 +6,7 @@ import { BodyTooLargeError, hasRequestBody, limitedRequestBody } from './body-li
 import { type GatewayError, gatewayErrors } from './errors.js'
 import type { GatewayContext } from './gateway-context.js'
 import { reject, rejectWith } from './gateway-reply.js'
-import { clientResponseHeaders, connectionNamedHeaders, upstreamRequestHeaders, VIA } from './proxy-headers.js'
+import { addUpstreamResponseHeaders, connectionNamedHeaders, upstreamRequestHeaders } from './proxy-headers.js'
 import { unmapIPv4 } from './ip.js'
 import { routePrefixOf } from './route-matcher.js'
 import { UpstreamExchange } from './upstream-exchange.js'
@@ -28,10 +28,10 @@ export function createForward (app: FastifyInstance): ForwardHandler {
   const { cors, accessLog } = app
 
   /** The upstream's status and headers, minus hop-by-hop ones, plus what the gateway's stages set. */
-  function commitHead (reply: FastifyReply, statusCode: number, upstreamHeaders: IncomingHttpHeaders): void {
-    reply.raw.statusCode = statusCode
-    reply.headers(clientResponseHeaders(upstreamHeaders, VIA, reply))
-    cors.finishResponseHeaders(reply.request, reply)
+  function writeHead (reply: FastifyReply, statusCode: number, upstreamHeaders: IncomingHttpHeaders): void {
+    const head = addUpstreamResponseHeaders(reply.getHeaders(), upstreamHeaders)
+    cors.finishHeadersOf(reply.request, head)
+    reply.raw.writeHead(statusCode, head)
   }
 
   function completed (reply: FastifyReply): void { accessLog.hijackedReplyCompleted(reply) }
@@ -77,7 +77,7 @@ export function createForward (app: FastifyInstance): ForwardHandler {
       const attemptBody = body === null ? null : new AttemptBody(body)
       target.inFlight++
       const exchange = new UpstreamExchange(reply, {
-        commitHead,
+        writeHead,
         failedAfterStart (err, canAnswer) {
           upstreams.report(target, 'failure')
           if (canAnswer) rejectWith(reply, context, upstreamFailure(err, timeoutMs).error, 'upstream_error')

@@ -22,7 +22,10 @@ const GATEWAY_OWNED = new Set([
   'x-consumer-id', 'x-consumer-name', 'via', 'forwarded'
 ])
 
-export const VIA = '1.1 gatehouse'
+const VIA = '1.1 gatehouse'
+
+/** Response headers by lower-case name, as Fastify's reply.getHeaders() gives them and writeHead takes them. */
+export type ResponseHead = Record<string, string | number | string[] | undefined>
 
 export interface UpstreamHeaderInput {
   rawHeaders: readonly string[]
@@ -84,27 +87,22 @@ export function connectionNamedHeaders (connection: string | undefined): Set<str
 }
 
 /**
- * Upstream response headers → what the client gets: hop-by-hop removed, Via appended.
- * X-Request-Id is dropped: the client gets the gateway's id (set when the request
- * arrived), which is the one the upstream was sent, not whatever the upstream made up.
+ * Upstream response headers → what the client gets, written into `head`, which holds what
+ * the gateway's own stages already set (X-Request-Id, x-ratelimit-*, CORS): those win over
+ * the upstream's, except Vary, which is a list (the CORS stage merges Origin into it).
+ * Hop-by-hop headers are removed and Via is appended. The upstream's X-Request-Id never
+ * replaces the gateway's: the client gets the id the upstream was sent.
  */
-export function clientResponseHeaders (
-  headers: IncomingHttpHeaders,
-  via: string = VIA,
-  gatewaySet: { hasHeader: (name: string) => boolean } | null = null
-): Record<string, string | string[]> {
+export function addUpstreamResponseHeaders (head: ResponseHead, headers: IncomingHttpHeaders): ResponseHead {
   const connectionNamed = connectionNamedHeaders(typeof headers.connection === 'string' ? headers.connection : undefined)
-  const out: Record<string, string | string[]> = {}
   for (const name in headers) {
     const value = headers[name]
     if (value === undefined || HOP_BY_HOP.has(name) || name.includes('_') || name === 'x-request-id') continue
     if (connectionNamed !== null && connectionNamed.has(name)) continue
-    // What a policy stage already put on the answer (x-ratelimit-*, …) is the gateway's word;
-    // Vary is a list, merged by the CORS stage's onSend.
-    if (gatewaySet !== null && name !== 'vary' && gatewaySet.hasHeader(name)) continue
-    out[name] = value
+    if (name !== 'vary' && Object.hasOwn(head, name)) continue
+    head[name] = value
   }
-  const upstreamVia = out.via
-  out.via = upstreamVia === undefined ? via : `${Array.isArray(upstreamVia) ? upstreamVia.join(', ') : upstreamVia}, ${via}`
-  return out
+  const upstreamVia = head.via
+  head.via = upstreamVia === undefined ? VIA : `${Array.isArray(upstreamVia) ? upstreamVia.join(', ') : String(upstreamVia)}, ${VIA}`
+  return head
 }

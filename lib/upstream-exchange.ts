@@ -1,4 +1,4 @@
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http'
+import type { IncomingHttpHeaders } from 'node:http'
 import type { FastifyReply } from 'fastify'
 import type { Dispatcher } from 'undici'
 
@@ -10,10 +10,10 @@ export class ClientClosedError extends Error {
 /** What the exchange needs from the forwarding stage at each turn. */
 export interface ExchangeHooks {
   /**
-   * The first response byte (or its end) is about to go to the client: put the upstream's
-   * status and headers on the (hijacked) reply, with whatever the gateway adds.
+   * The first response byte (or its end) is about to go to the client: write the upstream's
+   * status and headers to the (hijacked) reply's response, with whatever the gateway adds.
    */
-  commitHead: (reply: FastifyReply, statusCode: number, headers: IncomingHttpHeaders) => void
+  writeHead: (reply: FastifyReply, statusCode: number, headers: IncomingHttpHeaders) => void
   /**
    * The upstream failed after its headers arrived (a reset, a body timeout), while the
    * client was still there. `canAnswer`: nothing was sent yet, so an error answer still can be.
@@ -105,8 +105,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     this.committed = true
     const reply = this.reply
     reply.hijack()
-    this.hooks.commitHead(reply, this.statusCode, this.headers as IncomingHttpHeaders)
-    reply.raw.writeHead(reply.raw.statusCode, reply.getHeaders() as OutgoingHttpHeaders)
+    this.hooks.writeHead(reply, this.statusCode, this.headers as IncomingHttpHeaders)
   }
 
   private readonly resume = (): void => { this.controller?.resume() }

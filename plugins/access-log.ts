@@ -2,6 +2,7 @@ import type { Socket } from 'node:net'
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { unmapIPv4 } from '../lib/ip.js'
+import { IsoClock } from '../lib/iso-clock.js'
 import { clientErrorAnswer, clientErrorRequestId } from '../lib/client-errors.js'
 import type { Outcome } from '../lib/gateway-context.js'
 import type { NewAuditLogRow } from '../repositories/database.js'
@@ -52,6 +53,7 @@ const accessLogPlugin: FastifyPluginAsync = async (app) => {
   const { metrics, audit } = app
   // LOG_LEVEL is fixed for the process: below info, proxied requests skip building the line.
   const logRequests = ['trace', 'debug', 'info'].includes(app.log.level)
+  const clock = new IsoClock()
 
   app.decorate('accessLog', {
     routerRefused (request: FastifyRequest, reply: FastifyReply, detail: string) {
@@ -142,7 +144,7 @@ const accessLogPlugin: FastifyPluginAsync = async (app) => {
       metrics.recordRequest(routeName, request.method, status, durationMs, context.outcome, context.bytesIn, bytesOut)
       if (logRequests) request.log.info({ route: routeName, method: request.method, path: context.path, status, durationMs, outcome: context.outcome }, 'request completed')
       audit.recordRequest({
-        ts: new Date().toISOString(),
+        ts: clock.now(),
         event_type: 'request',
         request_id: request.id,
         client_ip: context.clientIp,

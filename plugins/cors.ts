@@ -1,7 +1,8 @@
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import { allowedOrigin, type CompiledCors, compileCors, defaultCorsPolicy, preflightMethod, varyWithOrigin } from '../lib/cors.js'
+import { allowedOrigin, type CompiledCors, compileCors, CORS_RESPONSE_HEADERS, defaultCorsPolicy, finishCorsHeaders, preflightMethod } from '../lib/cors.js'
 import type { GatewayContext } from '../lib/gateway-context.js'
+import type { ResponseHead } from '../lib/proxy-headers.js'
 import { reject } from '../lib/gateway-reply.js'
 import type { Route } from '../schemas/route.js'
 
@@ -22,8 +23,11 @@ export interface Cors {
   onRequest: (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void
   /** onSend hook of the proxied scope: finishResponseHeaders for answers sent through Fastify. */
   onSend: (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: null, payload: unknown) => void) => void
-  /** The gateway's CORS headers win over the upstream's; Vary gets Origin. Also for streamed (hijacked) answers. */
-  finishResponseHeaders: (request: FastifyRequest, reply: FastifyReply) => void
+  /**
+   * For streamed (hijacked) answers, on the header object about to be written: the gateway's
+   * CORS headers win over the upstream's; Vary gets Origin.
+   */
+  finishHeadersOf: (request: FastifyRequest, head: ResponseHead) => void
 }
 
 declare module 'fastify' {
@@ -106,27 +110,27 @@ const corsPlugin: FastifyPluginAsync = async (app) => {
     reply.code(204).send()
   }
 
+  /** Answers sent through Fastify (errors, 4xx of later stages). */
   function onSend (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: null, payload: unknown) => void): void {
-    finishResponseHeaders(request, reply)
+    const cors = request[kCompiled]
+    if (cors !== null) {
+      const head = reply.getHeaders()
+      finishCorsHeaders(head, cors, request[kAllowOrigin])
+      for (const name of CORS_RESPONSE_HEADERS) {
+        const value = head[name]
+        if (value === undefined) reply.removeHeader(name)
+        else reply.header(name, value)
+      }
+    }
     done(null, payload)
   }
 
-  function finishResponseHeaders (request: FastifyRequest, reply: FastifyReply): void {
+  function finishHeadersOf (request: FastifyRequest, head: ResponseHead): void {
     const cors = request[kCompiled]
-    if (cors === null) return
-    const allowOrigin = request[kAllowOrigin]
-    if (allowOrigin === null) {
-      reply.removeHeader('access-control-allow-origin')
-      reply.removeHeader('access-control-allow-credentials')
-    } else {
-      reply.header('access-control-allow-origin', allowOrigin)
-      if (cors.credentials) reply.header('access-control-allow-credentials', 'true')
-      else reply.removeHeader('access-control-allow-credentials')
-    }
-    reply.header('vary', varyWithOrigin(reply.getHeader('vary')))
+    if (cors !== null) finishCorsHeaders(head, cors, request[kAllowOrigin])
   }
 
-  app.decorate('cors', { onRequest, onSend, finishResponseHeaders } satisfies Cors)
+  app.decorate('cors', { onRequest, onSend, finishHeadersOf } satisfies Cors)
 }
 
 export default fp(corsPlugin, { name: 'cors', dependencies: ['route-table'] })

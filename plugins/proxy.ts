@@ -6,6 +6,7 @@ import { unmapIPv4 } from '../lib/ip.js'
 import type { GatewayContext } from '../lib/gateway-context.js'
 import { reject } from '../lib/gateway-reply.js'
 import { normalizePath } from '../lib/normalize-path.js'
+import { chainStages } from '../lib/stage-chain.js'
 import { hostName } from '../lib/route-matcher.js'
 
 /**
@@ -24,8 +25,8 @@ const SINGLE_VALUED_LENGTHS = new Set([...SINGLE_VALUED].map((name) => name.leng
 
 /**
  * Proxied traffic: every path that is not a reserved endpoint. Registered without fp so its
- * hooks and its pass-through content-type parser stay inside this scope. The hooks run in
- * the contract's order of policy (section 3):
+ * hooks and its pass-through content-type parser stay inside this scope. The onRequest stages
+ * run in the contract's order of policy (section 3):
  *   request context → filters (403) → route match (404) → CORS → auth → rate limit → body limit → forward → audit
  */
 export default async function proxy (app: FastifyInstance): Promise<void> {
@@ -33,13 +34,15 @@ export default async function proxy (app: FastifyInstance): Promise<void> {
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', (_request, _payload, done) => { done(null) })
 
-  app.addHook('onRequest', startGatewayContext)
-  app.addHook('onRequest', app.filters.onRequest)
-  app.addHook('onRequest', matchRoute)
-  app.addHook('onRequest', app.cors.onRequest)
-  app.addHook('onRequest', app.auth.onRequest)
-  app.addHook('onRequest', app.rateLimits.onRequest)
-  app.addHook('onRequest', checkDeclaredBodySize)
+  app.addHook('onRequest', chainStages([
+    startGatewayContext,
+    app.filters.onRequest,
+    matchRoute,
+    app.cors.onRequest,
+    app.auth.onRequest,
+    app.rateLimits.onRequest,
+    checkDeclaredBodySize
+  ]))
   app.addHook('onSend', app.cors.onSend)
   app.addHook('preParsing', passBodyThrough)
   // The audit row, metrics and access-log line of each request: plugins/access-log.ts (root hooks,
