@@ -16,10 +16,19 @@ sqlite.pragma('busy_timeout = 250')
 // the machine, not of the process, may lose the last batches; checkpoints still sync).
 sqlite.pragma('synchronous = NORMAL')
 // Positional parameters: binding them costs ~1 µs less per row than named ones from an object.
-const insert = sqlite.prepare(`insert into audit_log (${AUDIT_COLUMNS.join(', ')}) values (${AUDIT_COLUMNS.map(() => '?').join(', ')})`)
+// Rows go 32 to a statement: with the table's five indexes, ~9 µs per row instead of ~12–13 for
+// one statement each (fewer steps through the driver); 64 or 128 rows gained nothing more.
+const ROWS_PER_STATEMENT = 32
 const width = AUDIT_COLUMNS.length
+const rowPlaceholders = `(${AUDIT_COLUMNS.map(() => '?').join(', ')})`
+const insertSql = (rows: number): string => `insert into audit_log (${AUDIT_COLUMNS.join(', ')}) values ${Array<string>(rows).fill(rowPlaceholders).join(', ')}`
+const insertOne = sqlite.prepare(insertSql(1))
+const insertMany = sqlite.prepare(insertSql(ROWS_PER_STATEMENT))
 const insertAll = sqlite.transaction((values: readonly unknown[]) => {
-  for (let i = 0; i < values.length; i += width) insert.run(values.slice(i, i + width))
+  const many = ROWS_PER_STATEMENT * width
+  let at = 0
+  for (; at + many <= values.length; at += many) insertMany.run(values.slice(at, at + many))
+  for (; at < values.length; at += width) insertOne.run(values.slice(at, at + width))
 })
 
 port.on('message', (message: AuditBatchRequest | 'close') => {
