@@ -10,7 +10,7 @@ export type Stage = (request: FastifyRequest, reply: FastifyReply, done: HookHan
  * The stages as one onRequest hook, run in order. Behaves as registering each as a hook of
  * its own — stops at the first that answers, an error thrown or passed to done goes to
  * Fastify's error handler — but costs one trip through Fastify's hook runner instead of one
- * per stage (measured on the proxied hot path).
+ * per stage (the runner's per-hook work was ~1 % of a proxied request's CPU in profiles).
  */
 export function chainStages (stages: readonly Stage[]): Stage {
   return function runStages (request, reply, done) {

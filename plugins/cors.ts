@@ -21,7 +21,7 @@ import type { Route } from '../schemas/route.js'
 export interface Cors {
   /** onRequest hook of the proxied scope, right after route matching. */
   onRequest: (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void
-  /** onSend hook of the proxied scope: finishResponseHeaders for answers sent through Fastify. */
+  /** onSend hook of the proxied scope: the same last word on CORS headers for answers sent through Fastify. */
   onSend: (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: null, payload: unknown) => void) => void
   /**
    * For streamed (hijacked) answers, on the header object about to be written: the gateway's
