@@ -1,7 +1,8 @@
-// How much a streamed upload grows a proxy's memory: a chunked upload (default 1 GiB) through
-// Gatehouse (dist/, a real process) and, for comparison, through the minimal Fastify +
-// @fastify/reply-from proxy, each to an upstream process that discards the body. Samples each
-// proxy's resident memory from /proc (Linux) every 20 ms and prints baseline, peak and growth.
+// How much a streamed body grows a proxy's memory: a chunked upload (default 1 GiB) to an
+// upstream process that discards it, then a download of the same size from it, through Gatehouse
+// (dist/, a real process) and, for comparison, through the minimal Fastify + @fastify/reply-from
+// proxy. Samples each proxy's resident memory from /proc (Linux) every 20 ms and prints
+// baseline, peak and growth.
 //   npm run build && node bench/upload-memory.mjs [--mib N] [--node-args=--max-semi-space-size=1]
 import { spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
@@ -64,6 +65,35 @@ function upload (port, bytes) {
   })
 }
 
+/** GETs `bytes` from the sink through the proxy, reading as fast as they come; resolves with the count. */
+function download (port, bytes) {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1')
+    let received = 0
+    let head = ''
+    socket.on('data', (data) => {
+      if (head.length < 200) head += data.subarray(0, 200).toString('latin1')
+      received += data.length
+    })
+    socket.on('error', (err) => reject(new Error(`download from port ${port}: ${err.message}`)))
+    socket.on('close', () => resolve({ head, received }))
+    socket.write(`GET /upload/big?download=${bytes} HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n`)
+  })
+}
+
+/** Runs `transfer` while sampling the proxy's RSS; prints and returns the growth. */
+async function measure (proxy, label, transfer) {
+  await new Promise((resolve) => setTimeout(resolve, 1000))
+  const baseline = rssMiB(proxy.child.pid)
+  let peak = baseline
+  const timer = setInterval(() => { peak = Math.max(peak, rssMiB(proxy.child.pid)) }, 20)
+  const started = Date.now()
+  await transfer()
+  clearInterval(timer)
+  const seconds = (Date.now() - started) / 1000
+  console.log(`  ${proxy.name.padEnd(22)} ${label.padEnd(8)} RSS baseline ${baseline.toFixed(1)} MiB, peak ${peak.toFixed(1)} MiB, growth ${(peak - baseline).toFixed(1)} MiB  (${(total / MIB / seconds).toFixed(0)} MiB/s)`)
+}
+
 const upstreamPort = await freePort()
 start('bench/upload-sink.mjs', { PORT: String(upstreamPort) })
 const upstreamUrl = `http://127.0.0.1:${upstreamPort}`
@@ -89,20 +119,19 @@ const proxies = []
   proxies.push({ name: 'gatehouse', port, child })
 }
 
-console.log(`upload-memory: ${values.mib} MiB chunked upload per proxy${nodeArgs.length > 0 ? `, node ${nodeArgs.join(' ')}` : ''}`)
+console.log(`upload-memory: ${values.mib} MiB chunked upload, then download, per proxy${nodeArgs.length > 0 ? `, node ${nodeArgs.join(' ')}` : ''}`)
 for (const proxy of proxies) {
   await ready(`http://127.0.0.1:${proxy.port}/upload/ready`)
   await upload(proxy.port, 32 * MIB) // warm-up: pools, JIT and buffers settle before the baseline
-  await new Promise((resolve) => setTimeout(resolve, 1000))
-  const baseline = rssMiB(proxy.child.pid)
-  let peak = baseline
-  const timer = setInterval(() => { peak = Math.max(peak, rssMiB(proxy.child.pid)) }, 20)
-  const started = Date.now()
-  const answer = await upload(proxy.port, total)
-  clearInterval(timer)
-  const seconds = (Date.now() - started) / 1000
-  // The sink answers the byte count it received (possibly in one chunk of a chunked answer).
-  if (!answer.startsWith('HTTP/1.1 200') || !answer.includes(`\r\n${total}\r\n`) && !answer.endsWith(`\r\n\r\n${total}`)) throw new Error(`${proxy.name} answered ${answer.slice(0, 300)}`)
-  console.log(`  ${proxy.name.padEnd(22)} RSS baseline ${baseline.toFixed(1)} MiB, peak ${peak.toFixed(1)} MiB, growth ${(peak - baseline).toFixed(1)} MiB  (${(total / MIB / seconds).toFixed(0)} MiB/s)`)
+  await download(proxy.port, 32 * MIB)
+  await measure(proxy, 'upload', async () => {
+    const answer = await upload(proxy.port, total)
+    // The sink answers the byte count it received (possibly in one chunk of a chunked answer).
+    if (!answer.startsWith('HTTP/1.1 200') || !answer.includes(`\r\n${total}\r\n`) && !answer.endsWith(`\r\n\r\n${total}`)) throw new Error(`${proxy.name} answered ${answer.slice(0, 300)}`)
+  })
+  await measure(proxy, 'download', async () => {
+    const { head, received } = await download(proxy.port, total)
+    if (!head.startsWith('HTTP/1.1 200') || received < total) throw new Error(`${proxy.name} answered ${head.slice(0, 200)} with ${received} bytes`)
+  })
 }
 process.exit(0)

@@ -9,6 +9,7 @@ import { reject, rejectWith } from './gateway-reply.js'
 import { addUpstreamResponseHeaders, connectionNamedHeaders, upstreamRequestHeaders } from './proxy-headers.js'
 import { unmapIPv4 } from './ip.js'
 import { routePrefixOf } from './route-matcher.js'
+import { StreamedBodyCollector } from './streamed-body-collector.js'
 import { UpstreamExchange } from './upstream-exchange.js'
 import type { Target } from '../plugins/upstreams.js'
 
@@ -26,6 +27,8 @@ export type ForwardHandler = (request: FastifyRequest, reply: FastifyReply) => P
  */
 export function createForward (app: FastifyInstance): ForwardHandler {
   const { cors, accessLog } = app
+  const collector = new StreamedBodyCollector()
+  const bodyChunk = (bytes: number): void => { collector.add(bytes) }
 
   /** The upstream's status and headers, minus hop-by-hop ones, plus what the gateway's stages set. */
   function writeHead (reply: FastifyReply, statusCode: number, upstreamHeaders: IncomingHttpHeaders): void {
@@ -74,10 +77,11 @@ export function createForward (app: FastifyInstance): ForwardHandler {
         return
       }
       context.target = target.url
-      const attemptBody = body === null ? null : new AttemptBody(body)
+      const attemptBody = body === null ? null : new AttemptBody(body, bodyChunk)
       target.inFlight++
       const exchange = new UpstreamExchange(reply, {
         writeHead,
+        bodyChunk,
         failedAfterStart (err, canAnswer) {
           upstreams.report(target, 'failure')
           if (canAnswer) rejectWith(reply, context, upstreamFailure(err, timeoutMs).error, 'upstream_error')
@@ -175,12 +179,13 @@ function discard (body: Readable): void {
  * fails, and destroying the client's request would cut its connection before it gets the
  * 502; this wrapper is destroyed instead and only pauses the source. `consumed` tells
  * whether any byte left the source — if none did, another target can still get it whole.
+ * `counted` hears the size of every chunk passed on.
  */
 class AttemptBody extends Readable {
   consumed = false
   private attached = false
 
-  constructor (private readonly source: Readable) {
+  constructor (private readonly source: Readable, private readonly counted: (bytes: number) => void) {
     super()
     source.on('error', this.onError)
   }
@@ -201,6 +206,7 @@ class AttemptBody extends Readable {
 
   private readonly onData = (chunk: Buffer): void => {
     this.consumed = true
+    this.counted(chunk.length)
     if (!this.push(chunk)) this.source.pause()
   }
 

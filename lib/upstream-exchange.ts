@@ -14,6 +14,8 @@ export interface ExchangeHooks {
    * status and headers to the (hijacked) reply's response, with whatever the gateway adds.
    */
   writeHead: (reply: FastifyReply, statusCode: number, headers: IncomingHttpHeaders) => void
+  /** A chunk of the upstream's body of this many bytes is being passed on. */
+  bodyChunk: (bytes: number) => void
   /**
    * The upstream failed after its headers arrived (a reset, a body timeout), while the
    * client was still there. `canAnswer`: nothing was sent yet, so an error answer still can be.
@@ -77,6 +79,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
 
   onResponseData (controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (!this.committed) this.commit()
+    this.hooks.bodyChunk(chunk.length)
     if (!this.reply.raw.write(chunk)) {
       controller.pause()
       this.reply.raw.once('drain', this.resume)

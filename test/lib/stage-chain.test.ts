@@ -47,7 +47,7 @@ t.test('an error thrown by a stage or passed to done reaches the error handler o
   ] as const) {
     const { app, ran } = await appWith((ran) => [passes('a')(ran), stage, passes('never')(ran)])
     let handled = 0
-    app.setErrorHandler((err, _request, reply) => { handled++; void reply.code(418).send({ message: err.message }) })
+    app.setErrorHandler((err: Error, _request, reply) => { handled++; void reply.code(418).send({ message: err.message }) })
     const response = await app.inject('/')
     t.equal(response.statusCode, 418, how)
     t.equal(response.json().message, 'stage broke', how)
@@ -59,7 +59,7 @@ t.test('an error thrown by a stage or passed to done reaches the error handler o
 t.test('an error thrown after a stage handed on is not blamed on that stage', async (t) => {
   const { app } = await appWith((ran) => [passes('a')(ran), passes('b')(ran)])
   let handled = 0
-  app.setErrorHandler((err, _request, reply) => { handled++; void reply.code(500).send({ message: err.message }) })
+  app.setErrorHandler((err: Error, _request, reply) => { handled++; void reply.code(500).send({ message: err.message }) })
   app.get('/throws', () => { throw new Error('handler broke') })
   const response = await app.inject('/throws')
   t.equal(response.statusCode, 500)
