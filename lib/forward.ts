@@ -28,7 +28,7 @@ export type ForwardHandler = (request: FastifyRequest, reply: FastifyReply) => P
 export function createForward (app: FastifyInstance): ForwardHandler {
   const { cors, accessLog } = app
   const collector = new StreamedBodyCollector()
-  const bodyChunk = (bytes: number): void => { collector.add(bytes) }
+  const bodyChunk = (bodyBytes: number, bytes: number): void => { collector.add(bodyBytes, bytes) }
 
   /** The upstream's status and headers, minus hop-by-hop ones, plus what the gateway's stages set. */
   function writeHead (reply: FastifyReply, statusCode: number, upstreamHeaders: IncomingHttpHeaders): void {
@@ -179,13 +179,14 @@ function discard (body: Readable): void {
  * fails, and destroying the client's request would cut its connection before it gets the
  * 502; this wrapper is destroyed instead and only pauses the source. `consumed` tells
  * whether any byte left the source — if none did, another target can still get it whole.
- * `counted` hears the size of every chunk passed on.
+ * `counted` hears of every chunk passed on: the bytes so far and the chunk's.
  */
 class AttemptBody extends Readable {
   consumed = false
   private attached = false
+  private passedOn = 0
 
-  constructor (private readonly source: Readable, private readonly counted: (bytes: number) => void) {
+  constructor (private readonly source: Readable, private readonly counted: (bodyBytes: number, bytes: number) => void) {
     super()
     source.on('error', this.onError)
   }
@@ -206,7 +207,8 @@ class AttemptBody extends Readable {
 
   private readonly onData = (chunk: Buffer): void => {
     this.consumed = true
-    this.counted(chunk.length)
+    this.passedOn += chunk.length
+    this.counted(this.passedOn, chunk.length)
     if (!this.push(chunk)) this.source.pause()
   }
 

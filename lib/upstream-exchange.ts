@@ -14,8 +14,8 @@ export interface ExchangeHooks {
    * status and headers to the (hijacked) reply's response, with whatever the gateway adds.
    */
   writeHead: (reply: FastifyReply, statusCode: number, headers: IncomingHttpHeaders) => void
-  /** A chunk of the upstream's body of this many bytes is being passed on. */
-  bodyChunk: (bytes: number) => void
+  /** A chunk of the upstream's body is being passed on: the body's bytes so far, and the chunk's. */
+  bodyChunk: (bodyBytes: number, bytes: number) => void
   /**
    * The upstream failed after its headers arrived (a reset, a body timeout), while the
    * client was still there. `canAnswer`: nothing was sent yet, so an error answer still can be.
@@ -47,6 +47,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   private statusCode = 0
   private headers: IncomingHttpHeaders | null = null
   private committed = false
+  private bodyBytes = 0
   private done = false
   /** The client went away (the upstream request is aborted as soon as undici hands over its controller). */
   clientGone = false
@@ -79,7 +80,8 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
 
   onResponseData (controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (!this.committed) this.commit()
-    this.hooks.bodyChunk(chunk.length)
+    this.bodyBytes += chunk.length
+    this.hooks.bodyChunk(this.bodyBytes, chunk.length)
     if (!this.reply.raw.write(chunk)) {
       controller.pause()
       this.reply.raw.once('drain', this.resume)
