@@ -13,9 +13,9 @@ const UNCOUNTED_BYTES_PER_BODY = 64 * 1024
  * V8's young-generation collection, which V8 starts when its young generation fills with JS
  * objects or once ~32 MiB of such buffers have piled up. A body streaming at hundreds of MiB/s
  * allocates few JS objects per MiB, so the second limit is the one reached: a 1 GiB upload
- * grew the process by 36–44 MiB. A young-generation collection every 4 MiB of streamed body
- * keeps that to 1–3 MiB, and the upload even moved faster (bench/upload-memory.mjs:
- * 476 → 820 MiB/s). Only what a body carries beyond its first 64 KiB counts: with many
+ * grew the process by 36–49 MiB. A young-generation collection every 4 MiB of streamed body
+ * keeps that to 1–5 MiB, and the upload even moved faster (bench/upload-memory.mjs:
+ * ~300–475 → 650–830 MiB/s). Only what a body carries beyond its first 64 KiB counts: with many
  * ordinary answers in flight a collection has more live objects to copy (~2 ms each with
  * 64 answers of 16 KiB in flight), and there V8's own schedule keeps up anyway.
  */

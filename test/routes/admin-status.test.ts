@@ -41,7 +41,9 @@ t.test('GET /admin/status answers the contract\'s fields with exact counts', asy
   const rows = await app.db.selectFrom('audit_log').select(['bytes_out']).where('event_type', '=', 'request').execute()
   t.equal(status.bytesOut, rows.reduce((sum, row) => sum + Number(row.bytes_out ?? 0), 0), 'bytesOut is the sum of the rows\' bytesOut')
   t.ok(status.activeConnections >= 1, 'this connection at least')
-  t.same(status.audit, { queueDepth: 0, dropped: 0 })
+  // Rows wait up to the 50 ms flush interval: the depth is exact once they are written.
+  t.ok(Number.isInteger(status.audit.queueDepth) && status.audit.queueDepth >= 0)
+  t.same((await httpRequest(`${url}/admin/status`, { headers: adminHeaders })).json().audit, { queueDepth: 0, dropped: 0 })
   t.match(status.targets, [
     { routeId: api.id, url: upstream.url, healthy: true, inFlight: 0 },
     { routeId: api.id, url: second.url, healthy: true, inFlight: 0 },
