@@ -9,6 +9,7 @@ import auth, { type AuthOptions } from './plugins/auth.js'
 import audit, { type AuditOptions } from './plugins/audit.js'
 import configChanges from './plugins/config-changes.js'
 import configSections from './plugins/config-sections.js'
+import connectionCap from './plugins/connection-cap.js'
 import cors from './plugins/cors.js'
 import db from './plugins/db.js'
 import errorHandler from './plugins/error-handler.js'
@@ -112,6 +113,8 @@ export async function buildApp (config: Readonly<Config>, options: BuildOptions 
   await app.register(db, { databaseUrl: config.databaseUrl, migrate: options.migrate ?? true })
   // Right after db: every later plugin may add its own metrics to app.metrics.registry.
   await app.register(metrics)
+  // MAX_CONNECTIONS on the listener, refusals counted in /metrics.
+  await app.register(connectionCap)
   await app.register(configChanges, { pollIntervalMs: options.configPollIntervalMs })
   await app.register(configSections)
   await app.register(routeTable)

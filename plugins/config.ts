@@ -25,6 +25,8 @@ export interface Config {
   headersTimeoutMs: number
   requestTimeoutMs: number
   keepAliveTimeoutMs: number
+  /** Client connections one listener holds; beyond it new ones are closed at once. */
+  maxConnections: number
   shutdownDelayMs: number
   shutdownGraceMs: number
 }
@@ -99,6 +101,7 @@ export function loadConfig (env: Env): Readonly<Config> {
     headersTimeoutMs,
     requestTimeoutMs,
     keepAliveTimeoutMs: integer('KEEP_ALIVE_TIMEOUT_MS', 72_000, 1),
+    maxConnections: integer('MAX_CONNECTIONS', 10_000, 1, 1_000_000),
     shutdownDelayMs: integer('SHUTDOWN_DELAY_MS', 0, 0),
     shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', 25_000, 0)
   })

@@ -15,6 +15,7 @@ export const StatusSchema = Type.Object({
     byStatusClass: ByStatusClass
   }),
   activeConnections: Type.Integer(),
+  maxConnections: Type.Integer({ description: 'MAX_CONNECTIONS: connections this process holds on each listener; more are closed at once' }),
   bytesIn: Type.Integer({ description: 'request body bytes of proxied requests' }),
   bytesOut: Type.Integer({ description: 'bytes written to clients for proxied requests, headers included' }),
   rateLimited: Type.Integer(),

@@ -48,6 +48,7 @@ const statusAdmin: FastifyPluginAsyncTypebox = async (app) => {
       routes: app.routeTable.routes.length,
       requests: { total: traffic.requests, byStatusClass: { ...traffic.byStatusClass } },
       activeConnections: traffic.activeConnections,
+      maxConnections: app.connectionCap.max,
       bytesIn: traffic.bytesIn,
       bytesOut: traffic.bytesOut,
       rateLimited: traffic.rateLimited,
