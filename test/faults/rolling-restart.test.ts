@@ -140,9 +140,11 @@ t.test('a rolling restart of two instances behind HAProxy loses no request', { s
 
   for (const i of [0, 1]) {
     const name = `gatehouse${i + 1}`
-    const stopping = instances[i].stop('SIGTERM')
+    let exited = false
+    const stopping = instances[i].stop('SIGTERM').finally(() => { exited = true })
     // /ready answers 503 at once: HAProxy takes the instance out while it still serves.
     await waitFor(`HAProxy to mark ${name} DOWN`, async () => (await serverStates(statsPort))[name] === 'DOWN', 5000)
+    t.equal(exited, false, `HAProxy took ${name} out on its /ready 503, before its listener closed`)
     mark(`${name} down`)
     t.equal(await stopping, 0, `${name} drained and exited 0`)
     mark(`${name} exited`)
