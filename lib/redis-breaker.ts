@@ -33,6 +33,8 @@ export class RedisBreaker {
   private failuresInRow = 0
   private changed = Date.now()
   private reason = 'not connected yet'
+  /** One error shared by every bypassed command of an outage: nothing is allocated per request. */
+  private refusal: RedisUnavailableError | null = null
   private timer: NodeJS.Timeout | null = null
   private probing = false
   private closed = false
@@ -57,7 +59,8 @@ export class RedisBreaker {
   run<T> (command: () => Promise<T>): Promise<T> {
     if (!this.isUp) {
       this.bypassed++
-      return Promise.reject(new RedisUnavailableError(this.reason))
+      this.refusal ??= new RedisUnavailableError(this.reason)
+      return Promise.reject(this.refusal)
     }
     return command().then((value) => {
       this.failuresInRow = 0
@@ -74,7 +77,7 @@ export class RedisBreaker {
   }
 
   markDown (reason: string): void {
-    this.reason = reason
+    this.setReason(reason)
     if (!this.isUp || this.closed) return
     this.isUp = false
     this.opened++
@@ -116,7 +119,12 @@ export class RedisBreaker {
       this.markUp()
     }, (err: unknown) => {
       this.probing = false
-      this.reason = (err as Error)?.message ?? String(err)
+      this.setReason((err as Error)?.message ?? String(err))
     })
+  }
+
+  private setReason (reason: string): void {
+    if (reason !== this.reason) this.refusal = null
+    this.reason = reason
   }
 }
