@@ -38,6 +38,14 @@ export interface Decision {
   retryAfterSeconds: number
   /** The weighted count after this request, for the admin API. */
   estimate: number
+  /** Refused because the key is banned (route rateLimit.banSeconds); retryAfterSeconds is the rest of the ban. */
+  banned: boolean
+}
+
+/** The decision for a banned key: refused until the ban ends, whatever the window says. */
+export function bannedDecision (max: number, banRemainingMs: number): Decision {
+  const seconds = Math.max(1, Math.ceil(banRemainingMs / 1000))
+  return { allowed: false, limit: max, remaining: 0, resetSeconds: seconds, retryAfterSeconds: seconds, estimate: max, banned: true }
 }
 
 /** Moves `state` to the window containing `now` (previous ← current when adjacent). */
@@ -61,7 +69,8 @@ export function decide (previous: number, current: number, elapsedMs: number, wi
     remaining,
     resetSeconds,
     retryAfterSeconds: counted ? 0 : retryAfter(previous, current, elapsedMs, windowMs, max),
-    estimate
+    estimate,
+    banned: false
   }
 }
 
@@ -100,6 +109,8 @@ export interface MemoryStoreOptions {
 export class MemoryWindowStore {
   private recent = new Map<string, WindowState>()
   private older = new Map<string, WindowState>()
+  /** Banned keys → when their ban ends (epoch ms). Insertion order is roughly expiry order. */
+  private readonly bans = new Map<string, number>()
   readonly maxKeys: number
   private readonly generationSize: number
   private readonly timer: NodeJS.Timeout
@@ -108,7 +119,11 @@ export class MemoryWindowStore {
     this.maxKeys = options.maxKeys ?? 1_000_000
     this.generationSize = Math.max(1, Math.floor(this.maxKeys / 2))
     const budget = options.sweepBudget ?? 5_000
-    this.timer = setInterval(() => this.sweepStep(Date.now(), budget), options.sweepIntervalMs ?? 100)
+    this.timer = setInterval(() => {
+      const now = Date.now()
+      this.sweepStep(now, budget)
+      if (this.bans.size > 0) this.sweepBans(now, budget)
+    }, options.sweepIntervalMs ?? 100)
     this.timer.unref()
   }
 
@@ -133,8 +148,18 @@ export class MemoryWindowStore {
     this.recent.set(key, state)
   }
 
-  /** Counts one request against `key` if it fits, and says what happened. */
-  hit (key: string, max: number, windowMs: number, now: number): Decision {
+  /**
+   * Counts one request against `key` if it fits, and says what happened. A banned key is
+   * refused without counting; a key that does not fit is banned for `banMs` when it is > 0.
+   */
+  hit (key: string, max: number, windowMs: number, now: number, banMs = 0): Decision {
+    if (this.bans.size > 0) {
+      const until = this.bans.get(key)
+      if (until !== undefined) {
+        if (until > now) return bannedDecision(max, until - now)
+        this.bans.delete(key)
+      }
+    }
     let state = this.get(key)
     if (state === undefined || state.windowMs !== windowMs) {
       // A route whose window changed starts afresh rather than mixing two window sizes.
@@ -148,7 +173,41 @@ export class MemoryWindowStore {
     const elapsed = now - state.index * windowMs
     const fits = state.previous * ((windowMs - elapsed) / windowMs) + state.current + 1 <= max
     if (fits) state.current++
+    else if (banMs > 0) return this.ban(key, max, now, banMs)
     return decide(state.previous, state.current, elapsed, windowMs, max, fits)
+  }
+
+  private ban (key: string, max: number, now: number, banMs: number): Decision {
+    // Bounded like the counters: the oldest ban goes first.
+    if (this.bans.size >= this.maxKeys) this.bans.delete(this.bans.keys().next().value as string)
+    this.bans.set(key, now + banMs)
+    return bannedDecision(max, banMs)
+  }
+
+  /** Milliseconds left of `key`'s ban; 0 when it has none. */
+  banRemainingMs (key: string, now: number): number {
+    const until = this.bans.get(key)
+    return until === undefined || until <= now ? 0 : until - now
+  }
+
+  /** Lifts the bans of `keys`; returns how many were in force. */
+  liftBans (keys: string[], now: number): number {
+    let lifted = 0
+    for (const key of keys) {
+      const until = this.bans.get(key)
+      if (until !== undefined && this.bans.delete(key) && until > now) lifted++
+    }
+    return lifted
+  }
+
+  get bannedKeys (): number { return this.bans.size }
+
+  /** Drops ended bans from the oldest on, stopping at the first one still in force. */
+  private sweepBans (now: number, budget: number): void {
+    for (const [key, until] of this.bans) {
+      if (until > now || budget-- <= 0) return
+      this.bans.delete(key)
+    }
   }
 
   /** The counts for `key` without counting anything; null when it has none. */
@@ -222,5 +281,6 @@ export class MemoryWindowStore {
     clearInterval(this.timer)
     this.recent.clear()
     this.older.clear()
+    this.bans.clear()
   }
 }

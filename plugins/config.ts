@@ -12,6 +12,8 @@ export interface Config {
   /** null: generate one at first start and keep its hash in the database. */
   adminToken: string | null
   redisUrl: string | null
+  /** Longest a request waits for one Redis command before failing open (contract section 13). */
+  redisTimeoutMs: number
   /** Handed to Fastify's `trustProxy`: false, a hop count, or a list of CIDRs/addresses. */
   trustProxy: boolean | number | string[]
   workers: number
@@ -89,6 +91,7 @@ export function loadConfig (env: Env): Readonly<Config> {
     databaseUrl,
     adminToken,
     redisUrl,
+    redisTimeoutMs: integer('REDIS_TIMEOUT_MS', 100, 1, 60_000),
     trustProxy: parseTrustProxy(read('TRUST_PROXY')),
     workers: integer('WORKERS', 1, 1, 256),
     logLevel,

@@ -2,6 +2,7 @@ import fp from 'fastify-plugin'
 import type { FastifyPluginAsync } from 'fastify'
 import { Redis, type RedisOptions } from 'ioredis'
 import { randomUUID } from 'node:crypto'
+import { RedisBreaker } from '../lib/redis-breaker.js'
 
 /**
  * Redis, when REDIS_URL is set (contract section 1): shared rate-limit counters
@@ -9,10 +10,14 @@ import { randomUUID } from 'node:crypto'
  * the source of truth; the broadcast only makes other instances look at it at once instead
  * of at their next poll, and the poll remains the safety net when Redis is away.
  *
- * Redis being down must cost a proxied request at most a few hundred ms and never memory:
- * no offline queue (a command fails at once while disconnected), short connect and command
- * timeouts, no per-command retries, and reconnection forever with a capped back-off.
+ * Redis being down must cost a proxied request at most REDIS_TIMEOUT_MS, and only a handful of
+ * them (contract section 13): no offline queue (a command fails at once while disconnected),
+ * a command timeout of REDIS_TIMEOUT_MS, no per-command retries, reconnection forever with a
+ * capped back-off, and a breaker (lib/redis-breaker.ts) that bypasses Redis after
+ * BREAKER_THRESHOLD failures in a row until a probe finds it back.
  */
+const BREAKER_THRESHOLD = 3
+
 export interface RedisState {
   /** null when REDIS_URL is unset. */
   readonly client: Redis | null
@@ -20,6 +25,15 @@ export interface RedisState {
   readonly keyPrefix: string
   /** Whether the command connection is ready right now. */
   readonly ready: boolean
+  /** Whether commands are sent to Redis: false while the breaker is open (gatehouse_redis_up). */
+  readonly up: boolean
+  /**
+   * Runs a command on the request path through the breaker: rejects at once with
+   * RedisUnavailableError while Redis is taken as down.
+   */
+  run: <T>(command: () => Promise<T>) => Promise<T>
+  /** The `redis` section of GET /admin/status. */
+  status: () => RedisStatus
   /** Broadcasts received that made this instance refresh. */
   readonly broadcastsReceived: number
 }
@@ -30,10 +44,25 @@ declare module 'fastify' {
   }
 }
 
+export interface RedisStatus {
+  configured: boolean
+  up: boolean
+  /** When `up` last changed (ISO); null when Redis is not configured. */
+  since: string | null
+  consecutiveFailures: number
+  /** Why Redis is taken as down; null while up. */
+  lastError: string | null
+  /** Commands not sent since start because Redis was taken as down. */
+  bypassed: number
+}
+
 export interface RedisPluginOptions {
   keyPrefix?: string
+  /** Default: REDIS_TIMEOUT_MS. */
   commandTimeoutMs?: number
   connectTimeoutMs?: number
+  /** How often a down Redis is probed (default 1000 ms). */
+  probeIntervalMs?: number
 }
 
 export function redisClientOptions (options: RedisPluginOptions): RedisOptions {
@@ -42,7 +71,7 @@ export function redisClientOptions (options: RedisPluginOptions): RedisOptions {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     connectTimeout: options.connectTimeoutMs ?? 500,
-    commandTimeout: options.commandTimeoutMs ?? 300,
+    commandTimeout: options.commandTimeoutMs ?? 100,
     retryStrategy: (attempt) => Math.min(attempt * 100, 1000),
     // A READONLY replica after a failover: reconnect to find the new primary.
     reconnectOnError: (err) => err.message.startsWith('READONLY')
@@ -54,14 +83,23 @@ const redisPlugin: FastifyPluginAsync<RedisPluginOptions> = async (app, options)
   const url = app.config.redisUrl
   let broadcastsReceived = 0
   if (url === null) {
-    app.decorate('redis', { client: null, keyPrefix, ready: false, broadcastsReceived: 0 } satisfies RedisState)
+    app.decorate('redis', {
+      client: null,
+      keyPrefix,
+      ready: false,
+      up: false,
+      broadcastsReceived: 0,
+      run: async () => { throw new Error('REDIS_URL is not set') },
+      status: () => ({ configured: false, up: false, since: null, consecutiveFailures: 0, lastError: null, bypassed: 0 })
+    } satisfies RedisState)
     return
   }
 
-  const client = new Redis(url, redisClientOptions(options))
+  const clientOptions = { ...options, commandTimeoutMs: options.commandTimeoutMs ?? app.config.redisTimeoutMs }
+  const client = new Redis(url, redisClientOptions(clientOptions))
   // The subscriber keeps its SUBSCRIBE queued while reconnecting (one command, bounded)
   // and resubscribes by itself after every reconnect.
-  const subscriber = new Redis(url, { ...redisClientOptions(options), enableOfflineQueue: true, commandTimeout: undefined })
+  const subscriber = new Redis(url, { ...redisClientOptions(clientOptions), enableOfflineQueue: true, commandTimeout: undefined })
   const channel = `${keyPrefix}config-changes`
   const instanceId = randomUUID()
   let warnedAt = 0
@@ -77,12 +115,36 @@ const redisPlugin: FastifyPluginAsync<RedisPluginOptions> = async (app, options)
   subscriber.on('error', onError)
   client.on('ready', () => { warnedAt = 0 })
 
+  const breaker = new RedisBreaker({
+    threshold: BREAKER_THRESHOLD,
+    probeIntervalMs: options.probeIntervalMs ?? 1000,
+    probe: async () => await client.ping(),
+    onChange: (up, reason) => {
+      if (up) app.log.info('redis is back; rate limits are enforced again')
+      else app.log.warn({ reason }, 'redis taken as down; bypassed (rate limits fail open) until a probe finds it back')
+    }
+  })
+  // A fresh connection has just answered the ready check; a closed one fails every command.
+  client.on('ready', () => breaker.markUp())
+  client.on('close', () => breaker.markDown('connection closed'))
+
   app.decorate('redis', {
     client,
     keyPrefix,
     get ready () { return client.status === 'ready' },
-    get broadcastsReceived () { return broadcastsReceived }
+    get up () { return breaker.up },
+    get broadcastsReceived () { return broadcastsReceived },
+    run: (command) => breaker.run(command),
+    status: () => ({
+      configured: true,
+      up: breaker.up,
+      since: new Date(breaker.since).toISOString(),
+      consecutiveFailures: breaker.consecutiveFailures,
+      lastError: breaker.lastError,
+      bypassed: breaker.bypassed
+    })
   } satisfies RedisState)
+  app.metrics.gauge('gatehouse_redis_up', 'Whether Redis (REDIS_URL) is in use: 1 up, 0 down and bypassed (rate limits fail open)', () => breaker.up ? 1 : 0)
 
   // Start even when Redis is down: the gateway must not depend on it to serve.
   await Promise.all([
@@ -116,6 +178,7 @@ const redisPlugin: FastifyPluginAsync<RedisPluginOptions> = async (app, options)
   })
 
   app.addHook('onClose', async () => {
+    breaker.close()
     await Promise.all([quit(client), quit(subscriber)])
   })
 }
@@ -128,4 +191,4 @@ async function quit (redis: Redis): Promise<void> {
   }
 }
 
-export default fp(redisPlugin, { name: 'redis', dependencies: ['config-changes'] })
+export default fp(redisPlugin, { name: 'redis', dependencies: ['config-changes', 'metrics'] })

@@ -22,7 +22,12 @@ export const HealthCheckSchema = Type.Object({
 export const RateLimitSchema = Type.Object({
   max: Type.Integer({ minimum: 1 }),
   windowMs: Type.Integer({ minimum: 100, maximum: 86_400_000 * 7, default: 60_000 }),
-  by: Type.Union([Type.Literal('ip'), Type.Literal('consumer'), Type.Literal('route')], { default: 'ip' })
+  by: Type.Union([Type.Literal('ip'), Type.Literal('consumer'), Type.Literal('route')], { default: 'ip' }),
+  banSeconds: Type.Optional(Type.Integer({
+    minimum: 1,
+    maximum: 604_800,
+    description: 'once a key exceeds the limit it is refused (429) for this many seconds, whatever the window says (at most 7 days); omitted: no ban'
+  }))
 }, { additionalProperties: false })
 
 export const CorsSchema = Type.Object({

@@ -1,4 +1,5 @@
 import { Type } from '@sinclair/typebox'
+import { RedisStatusSchema } from './redis-status.js'
 
 const ByStatusClass = Type.Object({
   '1xx': Type.Integer(), '2xx': Type.Integer(), '3xx': Type.Integer(), '4xx': Type.Integer(), '5xx': Type.Integer()
@@ -33,5 +34,6 @@ export const StatusSchema = Type.Object({
   audit: Type.Object({
     queueDepth: Type.Integer({ description: 'rows waiting to be written' }),
     dropped: Type.Integer({ description: 'rows dropped since start because the queue was full' })
-  })
+  }),
+  redis: RedisStatusSchema
 }, { $id: 'Status' })

@@ -22,7 +22,9 @@ const CounterSchema = Type.Object({
   windowMs: Type.Integer(),
   current: Type.Integer({ description: 'requests counted in the sliding window' }),
   remaining: Type.Integer(),
-  resetSeconds: Type.Integer()
+  resetSeconds: Type.Integer(),
+  banSeconds: Type.Union([Type.Integer(), Type.Null()], { description: 'the route\'s rateLimit.banSeconds; null: exceeding this limit bans nobody' }),
+  bannedUntil: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], { description: 'when the ban on this counter ends; null: not banned' })
 })
 
 const CountersSchema = Type.Object({
@@ -42,7 +44,7 @@ const rateLimitsAdmin: FastifyPluginAsyncTypebox = async (app) => {
   }
 
   app.get('/:ip', {
-    schema: { tags, security, summary: 'Rate-limit counters of a client IP on every route that limits it', params: IpParamsSchema, response: { 200: CountersSchema, 400: ErrorSchema, 401: ErrorSchema } }
+    schema: { tags, security, summary: 'Rate-limit counters and bans of a client IP on every route that limits it', params: IpParamsSchema, response: { 200: CountersSchema, 400: ErrorSchema, 401: ErrorSchema, 503: ErrorSchema } }
   }, async (request) => {
     const ip = checkedIp(request.params.ip)
     const items = await app.rateLimits.counters(ip)
@@ -50,11 +52,11 @@ const rateLimitsAdmin: FastifyPluginAsyncTypebox = async (app) => {
   })
 
   app.delete('/:ip', {
-    schema: { tags, security, summary: 'Reset the rate-limit counters of a client IP', params: IpParamsSchema, response: { 204: Type.Null(), 400: ErrorSchema, 401: ErrorSchema } }
+    schema: { tags, security, summary: 'Reset the rate-limit counters of a client IP and lift its bans', params: IpParamsSchema, response: { 204: Type.Null(), 400: ErrorSchema, 401: ErrorSchema, 503: ErrorSchema } }
   }, async (request, reply) => {
     const ip = checkedIp(request.params.ip)
     const removed = await app.rateLimits.reset(ip)
-    app.audit.recordAdmin(request, { action: 'delete', resource: 'rate-limit', resourceId: clientKey(ip), before: { counters: removed }, after: null })
+    app.audit.recordAdmin(request, { action: 'delete', resource: 'rate-limit', resourceId: clientKey(ip), before: removed, after: null })
     return reply.code(204).send(null)
   })
 }

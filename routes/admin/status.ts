@@ -54,7 +54,8 @@ const statusAdmin: FastifyPluginAsyncTypebox = async (app) => {
       rateLimited: traffic.rateLimited,
       blocked: traffic.blocked,
       targets,
-      audit: { queueDepth: app.audit.queueDepth, dropped: app.audit.dropped }
+      audit: { queueDepth: app.audit.queueDepth, dropped: app.audit.dropped },
+      redis: app.redis.status()
     }
   })
 }

@@ -105,3 +105,56 @@ t.test('sweepStep sweeps a bounded slice at a time and eventually everything', a
   t.equal(store.size, 1)
   t.equal(store.peek('live', 5, W, later)?.remaining, 4)
 })
+
+t.test('bans: a key that does not fit is refused for banMs without counting, whatever the window says', async (t) => {
+  const store = new MemoryWindowStore()
+  t.teardown(() => store.close())
+  const now = 1_000_000
+  t.equal(store.hit('k', 1, 1000, now, 5000).allowed, true)
+  t.match(store.hit('k', 1, 1000, now + 1, 5000), { allowed: false, banned: true, retryAfterSeconds: 5, resetSeconds: 5, remaining: 0 })
+  t.equal(store.banRemainingMs('k', now + 1), 5000)
+  // Two windows later the window alone would admit; the ban does not.
+  t.match(store.hit('k', 1, 1000, now + 2500, 5000), { allowed: false, banned: true, retryAfterSeconds: 3 })
+  t.equal(store.hit('other', 1, 1000, now + 2500, 5000).allowed, true, 'other keys are unaffected')
+  t.equal(store.banRemainingMs('k', now + 5001), 0)
+  t.match(store.hit('k', 1, 1000, now + 5001, 5000), { allowed: true, banned: false }, 'the ban ends by itself')
+  t.equal(store.bannedKeys, 0, 'an ended ban is dropped when its key is next used')
+
+  t.match(store.hit('plain', 1, 1000, now, 0), { allowed: true })
+  t.match(store.hit('plain', 1, 1000, now, 0), { allowed: false, banned: false }, 'banMs 0: no ban')
+  t.equal(store.bannedKeys, 0)
+})
+
+t.test('bans are lifted and bounded by maxKeys (oldest first)', async (t) => {
+  const store = new MemoryWindowStore({ maxKeys: 4 })
+  t.teardown(() => store.close())
+  const now = 2_000_000
+  for (const key of ['a', 'b']) {
+    store.hit(key, 1, 1000, now, 1000)
+    store.hit(key, 1, 1000, now, 1000)
+  }
+  t.equal(store.bannedKeys, 2)
+  t.equal(store.liftBans(['a', 'missing'], now), 1)
+  t.equal(store.banRemainingMs('a', now), 0)
+  t.equal(store.hit('a', 1, 1000, now, 1000).banned, true, 'lifted, but the window still refuses (and bans again)')
+  t.equal(store.liftBans(['b'], now + 2000), 0, 'an ended ban is not counted as lifted')
+
+  for (const key of ['c', 'd', 'e', 'f', 'g']) {
+    store.hit(key, 1, 60_000, now, 60_000)
+    store.hit(key, 1, 60_000, now, 60_000)
+  }
+  t.ok(store.bannedKeys <= 4, `${store.bannedKeys} bans kept (maxKeys 4)`)
+  t.equal(store.banRemainingMs('g', now), 60_000, 'the newest ban is kept')
+  t.equal(store.banRemainingMs('a', now), 0, 'the oldest was dropped')
+})
+
+t.test('ended bans are swept in the background even if their key is never used again', async (t) => {
+  const store = new MemoryWindowStore({ sweepIntervalMs: 10 })
+  t.teardown(() => store.close())
+  store.hit('k', 1, 60_000, Date.now(), 50)
+  store.hit('k', 1, 60_000, Date.now(), 50)
+  t.equal(store.bannedKeys, 1)
+  const started = Date.now()
+  while (store.bannedKeys > 0 && Date.now() - started < 2000) await new Promise((resolve) => setTimeout(resolve, 10))
+  t.equal(store.bannedKeys, 0, `swept ${Date.now() - started} ms after a 50 ms ban`)
+})

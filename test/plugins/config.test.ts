@@ -8,6 +8,7 @@ t.test('defaults are the contract section 1 table', async (t) => {
     databaseUrl: 'sqlite:./data/gatehouse.db',
     adminToken: null,
     redisUrl: null,
+    redisTimeoutMs: 100,
     trustProxy: false,
     workers: 1,
     logLevel: 'info',
@@ -41,6 +42,7 @@ t.test('every variable is read', async (t) => {
     DATABASE_URL: 'postgres://gatehouse@db/gatehouse',
     ADMIN_TOKEN: 'a-long-enough-admin-token',
     REDIS_URL: 'redis://127.0.0.1:6379/2',
+    REDIS_TIMEOUT_MS: '250',
     TRUST_PROXY: '10.0.0.0/8, 192.168.1.7,2001:db8::/32',
     WORKERS: '4',
     LOG_LEVEL: 'warn',
@@ -63,6 +65,7 @@ t.test('every variable is read', async (t) => {
     databaseUrl: 'postgres://gatehouse@db/gatehouse',
     adminToken: 'a-long-enough-admin-token',
     redisUrl: 'redis://127.0.0.1:6379/2',
+    redisTimeoutMs: 250,
     trustProxy: ['10.0.0.0/8', '192.168.1.7', '2001:db8::/32'],
     workers: 4,
     logLevel: 'warn',
@@ -99,6 +102,8 @@ t.test('invalid values throw a ConfigError naming the variable', async (t) => {
     [{ DATABASE_URL: 'sqlite:' }, 'DATABASE_URL', /sqlite:PATH/],
     [{ ADMIN_TOKEN: 'short' }, 'ADMIN_TOKEN', /at least 16 characters/],
     [{ REDIS_URL: 'localhost:6379' }, 'REDIS_URL', /redis:\/\//],
+    [{ REDIS_TIMEOUT_MS: '0' }, 'REDIS_TIMEOUT_MS', /between 1 and 60000, got 0/],
+    [{ REDIS_TIMEOUT_MS: '100ms' }, 'REDIS_TIMEOUT_MS', /whole number, got "100ms"/],
     [{ TRUST_PROXY: '300.1.1.1/99' }, 'TRUST_PROXY', /"300\.1\.1\.1\/99"/],
     [{ TRUST_PROXY: '10.0.0.0/33' }, 'TRUST_PROXY', /"10\.0\.0\.0\/33"/],
     [{ TRUST_PROXY: 'true' }, 'TRUST_PROXY', /"true"/],
@@ -154,7 +159,7 @@ t.test('.env.example and the README list every variable, and .env.example shows 
   const { readFileSync } = await import('node:fs')
   const example = readFileSync(new URL('../../.env.example', import.meta.url), 'utf8')
   const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')
-  const variables = ['PORT', 'HOST', 'DATABASE_URL', 'ADMIN_TOKEN', 'REDIS_URL', 'TRUST_PROXY', 'WORKERS', 'LOG_LEVEL',
+  const variables = ['PORT', 'HOST', 'DATABASE_URL', 'ADMIN_TOKEN', 'REDIS_URL', 'REDIS_TIMEOUT_MS', 'TRUST_PROXY', 'WORKERS', 'LOG_LEVEL',
     'BODY_LIMIT', 'UPSTREAM_TIMEOUT_MS', 'RATE_LIMIT_MAX', 'RATE_LIMIT_WINDOW_MS', 'CORS_ORIGINS', 'AUDIT_RETENTION_DAYS',
     'HEADERS_TIMEOUT_MS', 'REQUEST_TIMEOUT_MS', 'KEEP_ALIVE_TIMEOUT_MS', 'MAX_CONNECTIONS', 'SHUTDOWN_DELAY_MS', 'SHUTDOWN_GRACE_MS']
   for (const name of variables) {
