@@ -41,6 +41,8 @@ export interface BuildOptions {
   logger?: FastifyServerOptions['logger']
   /** How often to look for changes made by other instances. */
   configPollIntervalMs?: number
+  /** Where the last configuration is saved (PostgreSQL); default from DATABASE_URL, null for none (tests). */
+  configSnapshotFile?: string | null
   /** Prefix of every Redis key and channel (default "gatehouse:"); tests use one per test. */
   redisKeyPrefix?: string
   /** Connect timeout, pool size, passive health (ejection) settings; defaults when omitted. */
@@ -115,7 +117,7 @@ export async function buildApp (config: Readonly<Config>, options: BuildOptions 
   await app.register(metrics)
   // MAX_CONNECTIONS on the listener, refusals counted in /metrics.
   await app.register(connectionCap)
-  await app.register(configChanges, { pollIntervalMs: options.configPollIntervalMs })
+  await app.register(configChanges, { pollIntervalMs: options.configPollIntervalMs, snapshotFile: options.configSnapshotFile })
   await app.register(configSections)
   await app.register(routeTable)
   // Traffic policy state (filters, CORS, rate limits), compiled on every change; Redis first:

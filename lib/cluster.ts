@@ -3,13 +3,37 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Config } from '../plugins/config.js'
 import { migrateToLatest, openDatabase } from '../plugins/db.js'
 import { resolveAdminTokenHash } from './admin-token.js'
+import { databaseProblem } from './database-errors.js'
 
 /** A worker that exits within this long of starting counts as a crash for the backoff. */
 const STABLE_AFTER_MS = 10_000
 /** Replacement delay grows 250 ms, 500 ms, 1 s … up to this while workers keep crashing. */
 const MAX_BACKOFF_MS = 30_000
-/** Workers that never manage to listen (port taken, database unreachable): give up after so many. */
+/** Workers that never manage to listen (port taken): give up after so many. A database that is away does not stop a worker from listening. */
 const MAX_STARTUP_FAILURES = 3
+
+/** Migration retries while the database is away: 250 ms, doubling up to 5 s. */
+const RETRY_FIRST_MS = 250
+const RETRY_MAX_MS = 5000
+
+/**
+ * Migrations and the admin token, once per host. true when done; false while the database is
+ * unreachable (logged); any other failure (a migration that fails) stops the host.
+ */
+async function prepareDatabase (config: Readonly<Config>, log: FastifyBaseLogger): Promise<boolean> {
+  const { db } = openDatabase(config.databaseUrl)
+  try {
+    await migrateToLatest(db)
+    await resolveAdminTokenHash(db, config.adminToken, log)
+    return true
+  } catch (err) {
+    if (databaseProblem(err)?.unreachable !== true) throw err
+    log.warn({ err }, 'database unreachable: starting the workers anyway; migrations are retried')
+    return false
+  } finally {
+    await db.destroy()
+  }
+}
 
 /**
  * The cluster primary (WORKERS > 1): does the once-per-host work — migrations and admin-token
@@ -18,12 +42,23 @@ const MAX_STARTUP_FAILURES = 3
  * exits when all have exited: 0 when every one exited cleanly.
  */
 export async function runPrimary (config: Readonly<Config>, log: FastifyBaseLogger): Promise<void> {
-  const { db } = openDatabase(config.databaseUrl)
-  try {
-    await migrateToLatest(db)
-    await resolveAdminTokenHash(db, config.adminToken, log)
-  } finally {
-    await db.destroy()
+  // The database being away does not stop the host (contract section 13): the workers start
+  // on the last configuration saved and wait for it; the migrations are retried here until
+  // they ran, and the workers, which poll, load from the database once it has them.
+  if (!await prepareDatabase(config, log)) {
+    const retry = (delayMs: number): void => {
+      setTimeout(() => {
+        prepareDatabase(config, log).catch((err: unknown) => {
+          // The workers keep serving the saved configuration meanwhile; their /ready says 503.
+          log.error({ err }, 'migrating the database failed; retried')
+          return false
+        }).then((done) => {
+          if (done) log.info('database migrated')
+          else retry(Math.min(RETRY_MAX_MS, delayMs * 2))
+        }, () => {})
+      }, delayMs).unref()
+    }
+    retry(RETRY_FIRST_MS)
   }
 
   /** The live workers and when each was forked. */

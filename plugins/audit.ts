@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify'
 import type { NewAuditLogRow } from '../repositories/database.js'
+import { databaseProblem } from '../lib/database-errors.js'
 import { deleteAuditRowsBefore, openAuditWriter } from '../repositories/audit.js'
 
 export interface AdminChange {
@@ -28,6 +29,8 @@ export interface AuditLog {
   readonly queueDepth: number
   /** Rows thrown away because the queue was full since start. */
   readonly dropped: number
+  /** Why writing rows fails right now (they stay queued and are retried); null while writes succeed. */
+  readonly writeError: string | null
   /** Deletes rows older than the retention in small batches now; resolves with how many went. */
   enforceRetention: () => Promise<number>
 }
@@ -98,6 +101,8 @@ const auditPlugin: FastifyPluginAsync<AuditOptions> = async (app, options) => {
   let dropped = 0
   let writing: Promise<void> | null = null
   let failures = 0
+  /** Why the last write failed, while writes fail: /admin/audit/stats says so. */
+  let lastError: string | null = null
   let retryAt = 0
   let closing = false
 
@@ -131,20 +136,25 @@ const auditPlugin: FastifyPluginAsync<AuditOptions> = async (app, options) => {
 
   /** The oldest batchSize rows; false when the write failed (they stay queued, retried with backoff). */
   async function writeBatch (): Promise<boolean> {
-    const end = Math.min(queue.length, head + batchSize)
-    const batch = head === 0 && end === queue.length ? queue : queue.slice(head, end)
+    // A copy, never the live queue: rows pushed while the write awaits must not join this
+    // batch, or they would be written by it and again by the next (issue 11, item 4).
+    const batch = queue.slice(head, Math.min(queue.length, head + batchSize))
+    let written: number
     try {
-      await writer.write(batch)
+      written = await writer.write(batch)
     } catch (err) {
       failures++
+      lastError = databaseProblem(err)?.message ?? (err as Error).message
       retryAt = Date.now() + Math.min(2000, 50 * 2 ** Math.min(failures, 6))
       if (failures === 1 || failures % 20 === 0) {
         app.log.error({ err, rows: depth(), failures }, 'writing audit rows failed; they stay queued and are retried')
       }
       return false
     }
+    if (failures > 0) app.log.info({ failures, rows: depth() }, 'audit rows are being written again')
     failures = 0
-    head = end
+    lastError = null
+    head += written
     if (head === queue.length) {
       queue = []
       head = 0
@@ -208,6 +218,7 @@ const auditPlugin: FastifyPluginAsync<AuditOptions> = async (app, options) => {
     flush,
     get queueDepth () { return depth() },
     get dropped () { return dropped },
+    get writeError () { return lastError },
     enforceRetention
   }
   app.decorate('audit', audit)

@@ -6,7 +6,7 @@ import { CredentialStore } from '../lib/auth/credential-store.js'
 import { JwksRegistry } from '../lib/auth/jwt.js'
 import { type AuthPolicy, compileAuthPolicy, type PolicyDependencies } from '../lib/auth/policy.js'
 import type { GatewayContext } from '../lib/gateway-context.js'
-import { loadCredentials } from '../repositories/consumers.js'
+import { loadCredentials, type StoredCredentials } from '../repositories/consumers.js'
 import type { Route } from '../schemas/route.js'
 
 /**
@@ -87,11 +87,15 @@ const authPlugin: FastifyPluginAsync<AuthOptions> = async (app, options) => {
     jwks.retain(jwksUrls)
   })
 
-  await app.configChanges.onChange('consumers', async () => {
-    const stored = await app.db.transaction().execute((trx) => loadCredentials(trx))
+  const install = (stored: StoredCredentials): void => {
     store = CredentialStore.build(stored)
     basic.reset()
-  })
+  }
+  await app.configChanges.track('consumers', async () => {
+    const stored = await app.db.transaction().execute((trx) => loadCredentials(trx))
+    install(stored)
+    return stored
+  }, install)
 
   app.configSections.add(consumersConfigSection)
 

@@ -5,7 +5,8 @@ import fp from 'fastify-plugin'
 import type { FastifyPluginAsync } from 'fastify'
 import SQLite from 'better-sqlite3'
 import pg from 'pg'
-import { FileMigrationProvider, Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely'
+import { type DatabaseConnection, type Driver, FileMigrationProvider, Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely'
+import { databaseProblem } from '../lib/database-errors.js'
 import type { Database } from '../repositories/database.js'
 
 export type DatabaseKind = 'sqlite' | 'postgres'
@@ -14,7 +15,22 @@ declare module 'fastify' {
   interface FastifyInstance {
     db: Kysely<Database>
     dbKind: DatabaseKind
+    dbState: DatabaseState
   }
+}
+
+/**
+ * Whether the database answers, as the config poll and start-up last found it (contract
+ * section 13): /ready reads it, plugins/config-changes.ts keeps it current.
+ */
+export interface DatabaseState {
+  /** null while the database answers; otherwise what is wrong ("database unreachable: …"). */
+  readonly problem: string | null
+  /** Runs the migrations this process owns, if they have not run yet; throws while the database is away. */
+  ensureMigrated: () => Promise<void>
+  /** Logged once per outage, not on every failed poll. */
+  markDown: (err: unknown) => void
+  markUp: () => void
 }
 
 export interface DbPluginOptions {
@@ -27,7 +43,7 @@ export interface DbPluginOptions {
 // synchronously, blocking the event loop (traps.md #6). Writes are off the request path and retried.
 const SQLITE_BUSY_TIMEOUT_MS = 250
 
-export function openDatabase (databaseUrl: string, onIdleError: (err: Error) => void = () => {}): { db: Kysely<Database>, kind: DatabaseKind } {
+export function openDatabase (databaseUrl: string, onConnectionError: (err: Error) => void = () => {}): { db: Kysely<Database>, kind: DatabaseKind } {
   if (databaseUrl.startsWith('sqlite:')) {
     const file = databaseUrl.slice('sqlite:'.length)
     if (file !== ':memory:') fsMkdirFor(file)
@@ -35,7 +51,7 @@ export function openDatabase (databaseUrl: string, onIdleError: (err: Error) => 
     sqlite.pragma('journal_mode = WAL')
     sqlite.pragma('synchronous = NORMAL')
     sqlite.pragma(`busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`)
-    return { db: new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }) }), kind: 'sqlite' }
+    return { db: new Kysely<Database>({ dialect: new SqliteDialectKeepingErrors(sqlite) }), kind: 'sqlite' }
   }
   const pool = new pg.Pool({
     connectionString: databaseUrl,
@@ -43,10 +59,33 @@ export function openDatabase (databaseUrl: string, onIdleError: (err: Error) => 
     connectionTimeoutMillis: 5000,
     types: { getTypeParser: (oid, format) => oid === pg.types.builtins.INT8 ? Number : pg.types.getTypeParser(oid, format) }
   })
-  // An idle connection the server ends (restart, failover, pg_terminate_backend) is an 'error'
-  // event on the pool; unhandled, it would crash the process. pg-pool drops that client itself.
-  pool.on('error', onIdleError)
+  // A connection the server ends (stop, restart, failover, pg_terminate_backend) is an 'error'
+  // event on its client; unhandled, it would crash the process. pg-pool listens only while a
+  // client is idle, so every client gets a listener of its own for its whole life, also while
+  // checked out (the audit writer, the config poll, an admin transaction between statements).
+  // The query in flight fails by itself, and pg-pool discards the client when it is released.
+  pool.on('connect', (client) => { client.on('error', onConnectionError) })
+  // The same error of an idle client, also emitted by the pool: already reported above.
+  pool.on('error', () => {})
   return { db: new Kysely<Database>({ dialect: new PostgresDialect({ pool }) }), kind: 'postgres' }
+}
+
+/**
+ * When a statement fails with SQLITE_FULL or an I/O error, SQLite has already rolled the
+ * transaction back; Kysely's ROLLBACK then fails with "cannot rollback - no transaction is
+ * active", and that error replaced the one that says what happened. Roll back only what is open.
+ */
+class SqliteDialectKeepingErrors extends SqliteDialect {
+  constructor (private readonly sqlite: SQLite.Database) { super({ database: sqlite }) }
+
+  override createDriver (): Driver {
+    const driver = super.createDriver()
+    const rollback = driver.rollbackTransaction.bind(driver)
+    driver.rollbackTransaction = async (connection: DatabaseConnection) => {
+      if (this.sqlite.inTransaction) await rollback(connection)
+    }
+    return driver
+  }
 }
 
 function fsMkdirFor (file: string): void {
@@ -63,6 +102,8 @@ export async function migrateToLatest (db: Kysely<Database>): Promise<void> {
     })
   })
   const { error, results } = await migrator.migrateToLatest()
+  // Unreachable is not a failed migration: the caller retries (contract section 13).
+  if (databaseProblem(error)?.unreachable === true) throw error
   const failed = results?.find((result) => result.status === 'Error')
   if (error !== undefined || failed !== undefined) {
     const name = failed?.migrationName ?? 'unknown'
@@ -71,15 +112,40 @@ export async function migrateToLatest (db: Kysely<Database>): Promise<void> {
 }
 
 const dbPlugin: FastifyPluginAsync<DbPluginOptions> = async (app, options) => {
-  const { db, kind } = openDatabase(options.databaseUrl, (err) => app.log.warn({ err }, 'idle database connection failed; it will be replaced'))
+  const { db, kind } = openDatabase(options.databaseUrl, (err) => app.log.warn({ err }, 'database connection lost; it will be replaced'))
+  let migrated = !options.migrate
+  let problem: string | null = null
+  const state: DatabaseState = {
+    get problem () { return problem },
+    async ensureMigrated () {
+      if (migrated) return
+      await migrateToLatest(db)
+      migrated = true
+    },
+    markDown (err) {
+      const message = databaseProblem(err)?.message ?? (err instanceof Error ? err.message : String(err))
+      if (problem === null) app.log.error({ err }, `database unavailable: proxying goes on with the configuration in memory (${message})`)
+      problem = message
+    },
+    markUp () {
+      if (problem !== null) app.log.info('database answers again')
+      problem = null
+    }
+  }
   try {
-    if (options.migrate) await migrateToLatest(db)
+    await state.ensureMigrated()
   } catch (err) {
-    await db.destroy()
-    throw err
+    // A database that is away does not stop start-up: the config plugin serves the last
+    // configuration it saw and keeps retrying, migrations included. A failing migration does.
+    if (databaseProblem(err)?.unreachable !== true) {
+      await db.destroy()
+      throw err
+    }
+    state.markDown(err)
   }
   app.decorate('db', db)
   app.decorate('dbKind', kind)
+  app.decorate('dbState', state)
   app.addHook('onClose', async () => { await db.destroy() })
 }
 

@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyPluginAsync } from 'fastify'
+import { databaseProblem } from '../lib/database-errors.js'
 import { errorBody, GatewayError, kPublicMessage, type PublicError } from '../lib/errors.js'
 
 /**
@@ -9,6 +10,14 @@ import { errorBody, GatewayError, kPublicMessage, type PublicError } from '../li
 const errorHandlerPlugin: FastifyPluginAsync = async (app) => {
   app.setErrorHandler((error: FastifyError | GatewayError | PublicError, request, reply) => {
     const statusCode = typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500
+    // A database that is away, full or locked is the database's problem, not ours: 503 naming
+    // it, with Retry-After (contract section 13), never a 500.
+    const database = statusCode === 500 ? databaseProblem(error) : null
+    if (database !== null) {
+      request.log.warn({ err: error }, 'database unavailable for this request')
+      return reply.code(503).header('x-request-id', request.id).header('retry-after', String(database.retryAfterSeconds))
+        .send(errorBody(503, database.message, request.id))
+    }
     const decided = error instanceof GatewayError || (error as PublicError)[kPublicMessage] !== undefined
     if (statusCode >= 500 && !decided) {
       request.log.error({ err: error }, 'request failed')

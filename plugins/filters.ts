@@ -79,7 +79,11 @@ const filtersPlugin: FastifyPluginAsync = async (app) => {
     if (cleanup !== null) clearTimeout(cleanup)
   })
 
-  await app.configChanges.onChange('filters', async () => { install(await listAllFilters(app.db)) })
+  await app.configChanges.track('filters', async () => {
+    const loaded = await listAllFilters(app.db)
+    install(loaded)
+    return loaded
+  }, install)
 
   app.configSections.add<FilterConfigItem>({
     name: 'filters',

@@ -2,7 +2,23 @@ import fp from 'fastify-plugin'
 import type { FastifyPluginAsync } from 'fastify'
 import { sql } from 'kysely'
 import { Type } from '@sinclair/typebox'
+import { databaseProblem } from '../lib/database-errors.js'
 import { ErrorSchema } from '../schemas/common.js'
+
+/** A database that takes longer than this to answer `select 1` is not ready. */
+const READY_QUERY_TIMEOUT_MS = 2000
+
+async function withTimeout<T> (work: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<never>((resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`database unavailable: no answer within ${ms} ms`)), ms)
+  })
+  try {
+    return await Promise.race([work, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
 
 export interface Readiness {
   readonly draining: boolean
@@ -42,14 +58,21 @@ const healthPlugin: FastifyPluginAsync = async (app) => {
       reply.header('connection', 'close')
       return reply.code(503).send({ statusCode: 503, error: 'Service Unavailable', message: 'draining: shutting down', requestId: request.id })
     }
+    // While the config poll finds the database away (or this process has not loaded from it
+    // since start), say so at once: a load balancer's check must not wait for a connect timeout.
+    const known = app.dbState.problem ?? (app.configChanges.loaded ? null : 'database unavailable: configuration not loaded from it yet')
+    if (known !== null) {
+      return reply.code(503).header('retry-after', '5').send({ statusCode: 503, error: 'Service Unavailable', message: known, requestId: request.id })
+    }
     try {
-      await sql`select 1`.execute(app.db)
+      await withTimeout(sql`select 1`.execute(app.db), READY_QUERY_TIMEOUT_MS)
     } catch (err) {
       request.log.warn({ err }, 'readiness: database did not answer')
-      return reply.code(503).send({ statusCode: 503, error: 'Service Unavailable', message: 'database unavailable', requestId: request.id })
+      const message = databaseProblem(err)?.message ?? 'database unavailable'
+      return reply.code(503).header('retry-after', '5').send({ statusCode: 503, error: 'Service Unavailable', message, requestId: request.id })
     }
     return { status: 'ready' as const }
   })
 }
 
-export default fp(healthPlugin, { name: 'health', dependencies: ['db'] })
+export default fp(healthPlugin, { name: 'health', dependencies: ['db', 'config-changes'] })

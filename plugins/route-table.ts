@@ -45,28 +45,32 @@ const routeTablePlugin: FastifyPluginAsync<RouteTableOptions> = async (app, opti
   let started = 0
   let swapped = 0
 
+  function install (loaded: readonly Route[]): void {
+    const frozen = Object.freeze(loaded)
+    matcher = new RouteMatcher(frozen)
+    routes = frozen
+    generation++
+    // Every listener runs even when one fails: a half-notified swap would leave, e.g., the
+    // auth stage compiled for the old routes while requests already match the new ones.
+    for (const listener of listeners) {
+      try {
+        listener(frozen)
+      } catch (err) {
+        app.log.error({ err }, 'a route table listener failed')
+      }
+    }
+  }
+
   const table: RouteTable = {
     get matcher () { return matcher },
     get routes () { return routes },
     get generation () { return generation },
     async reload () {
       const ticket = ++started
-      const loaded = Object.freeze(await load(app.db))
+      const loaded = await load(app.db)
       if (ticket < swapped) return
-      const compiled = new RouteMatcher(loaded)
       swapped = ticket
-      matcher = compiled
-      routes = loaded
-      generation++
-      // Every listener runs even when one fails: a half-notified swap would leave, e.g., the
-      // auth stage compiled for the old routes while requests already match the new ones.
-      for (const listener of listeners) {
-        try {
-          listener(loaded)
-        } catch (err) {
-          app.log.error({ err }, 'a route table listener failed')
-        }
-      }
+      install(loaded)
     },
     onSwap (listener) {
       listeners.push(listener)
@@ -74,7 +78,8 @@ const routeTablePlugin: FastifyPluginAsync<RouteTableOptions> = async (app, opti
     }
   }
   app.decorate('routeTable', table)
-  await app.configChanges.onChange('routes', table.reload)
+  // The snapshot saves what was swapped in last (a reload dropped as out of date saves that).
+  await app.configChanges.track('routes', async () => { await table.reload(); return routes }, (saved: readonly Route[]) => { install(saved) })
 }
 
 export default fp(routeTablePlugin, { name: 'route-table', dependencies: ['db', 'config-changes'] })

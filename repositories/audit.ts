@@ -2,7 +2,7 @@ import { once } from 'node:events'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Worker } from 'node:worker_threads'
-import { sql, type Kysely, type SelectQueryBuilder } from 'kysely'
+import { sql, type Kysely, type SelectQueryBuilder, type Transaction } from 'kysely'
 import type { Outcome } from '../lib/gateway-context.js'
 import type { AuditLogRow, Database, NewAuditLogRow } from './database.js'
 import { type AuditBatchReply, type AuditBatchRequest, type AuditWorkerData, flattenRows } from './audit-columns.js'
@@ -46,16 +46,24 @@ const ROWS_PER_STATEMENT = 500
 /** One transaction for the whole batch: all rows are written, or none. */
 export async function insertAuditRows (db: Kysely<Database>, rows: readonly NewAuditLogRow[]): Promise<void> {
   if (rows.length === 0) return
-  await db.transaction().execute(async (trx) => {
-    for (let i = 0; i < rows.length; i += ROWS_PER_STATEMENT) {
-      await trx.insertInto('audit_log').values(rows.slice(i, i + ROWS_PER_STATEMENT)).execute()
-    }
-  })
+  await db.transaction().execute(async (trx) => { await insertChunks(trx, rows) })
+}
+
+async function insertChunks (trx: Transaction<Database>, rows: readonly NewAuditLogRow[]): Promise<void> {
+  for (let i = 0; i < rows.length; i += ROWS_PER_STATEMENT) {
+    await trx.insertInto('audit_log').values(rows.slice(i, i + ROWS_PER_STATEMENT)).execute()
+  }
 }
 
 /** Writes audit batches; one per audit plugin, closed after its last flush. */
 export interface AuditWriter {
-  write: (rows: readonly NewAuditLogRow[]) => Promise<void>
+  /**
+   * Writes `rows` in one transaction, or learns that a leading part of them was already
+   * written by an earlier call whose outcome was unknown; resolves with how many of the
+   * leading rows are now written (the caller drops them from its queue). Throws while the
+   * database cannot take them: the caller retries with the same leading rows.
+   */
+  write: (rows: readonly NewAuditLogRow[]) => Promise<number>
   close: () => Promise<void>
 }
 
@@ -63,14 +71,58 @@ export interface AuditWriter {
  * On an SQLite file, batches are written by a thread of their own (audit-sqlite-worker.ts)
  * with its own connection: inserting a row cost the event loop ~10 µs plus a page write to
  * the WAL, a tenth of a proxied request's CPU; copying the row to the thread costs ~0.5 µs.
- * Elsewhere (PostgreSQL, whose driver is asynchronous already, and :memory:, which a second
- * connection would not see) batches go through Kysely.
+ * On PostgreSQL, whose driver is asynchronous already, batches go through Kysely, and a
+ * commit whose answer was lost is looked up before anything is written again; :memory:
+ * (which a second connection would not see) writes through Kysely too.
  */
 export function openAuditWriter (db: Kysely<Database>, databaseUrl: string): AuditWriter {
-  if (!databaseUrl.startsWith('sqlite:') || databaseUrl === 'sqlite::memory:') {
-    return { write: async (rows) => { await insertAuditRows(db, rows) }, async close () {} }
+  if (!databaseUrl.startsWith('sqlite:')) return new PostgresAuditWriter(db)
+  if (databaseUrl === 'sqlite::memory:') {
+    return { write: async (rows) => { await insertAuditRows(db, rows); return rows.length }, async close () {} }
   }
   return new ThreadAuditWriter(databaseUrl.slice('sqlite:'.length))
+}
+
+/**
+ * Exactly once on PostgreSQL (contract section 13): when the connection dies after COMMIT was
+ * sent (server stopped, failed over, backend terminated), the batch may or may not have been
+ * committed, and writing it again could write every row twice. Each batch notes its
+ * transaction id first; after such a failure, txid_status() (PostgreSQL 10+) on the next
+ * connection says which it was.
+ */
+class PostgresAuditWriter implements AuditWriter {
+  /** The last batch whose COMMIT got no answer: its transaction and how many rows it held. */
+  private unsure: { txid: string, rows: number } | null = null
+
+  constructor (private readonly db: Kysely<Database>) {}
+
+  async write (rows: readonly NewAuditLogRow[]): Promise<number> {
+    if (this.unsure !== null) {
+      const { txid, rows: count } = this.unsure
+      const { rows: [row] } = await sql<{ status: string | null }>`select txid_status(${txid}::bigint) as status`.execute(this.db)
+      if (row?.status === 'in progress') throw new Error(`audit batch transaction ${txid} is still in progress; retried`)
+      this.unsure = null
+      // The caller retries with the same leading rows, so the committed batch is their first `count`.
+      if (row?.status === 'committed') return Math.min(count, rows.length)
+    }
+    if (rows.length === 0) return 0
+    let txid: string | null = null
+    let committing = false
+    try {
+      await this.db.transaction().execute(async (trx) => {
+        const { rows: [current] } = await sql<{ txid: string }>`select txid_current()::text as txid`.execute(trx)
+        txid = current.txid
+        await insertChunks(trx, rows)
+        committing = true
+      })
+    } catch (err) {
+      if (committing && txid !== null) this.unsure = { txid, rows: rows.length }
+      throw err
+    }
+    return rows.length
+  }
+
+  async close (): Promise<void> {}
 }
 
 /** Rejects a write with the thread's error, code (SQLITE_BUSY …) included. */
@@ -85,7 +137,7 @@ class ThreadAuditWriter implements AuditWriter {
 
   constructor (private readonly file: string) { this.start() }
 
-  async write (rows: readonly NewAuditLogRow[]): Promise<void> {
+  async write (rows: readonly NewAuditLogRow[]): Promise<number> {
     const worker = this.worker ?? this.start()
     const id = this.nextId++
     const done = new Promise<void>((resolve, reject) => { this.pending.set(id, { resolve, reject }) })
@@ -94,6 +146,7 @@ class ThreadAuditWriter implements AuditWriter {
     if (this.pending.size === 1) worker.ref()
     worker.postMessage({ id, values: flattenRows(rows) } satisfies AuditBatchRequest)
     await done
+    return rows.length
   }
 
   async close (): Promise<void> {

@@ -69,5 +69,10 @@ export const AuditStatsSchema = Type.Object({
     p50: Nullable(Type.Number()),
     p95: Nullable(Type.Number()),
     p99: Nullable(Type.Number())
-  }, { description: 'nearest-rank percentiles of request durations; null when there are none' })
+  }, { description: 'nearest-rank percentiles of request durations; null when there are none' }),
+  unwritten: Type.Object({
+    queuedRows: Type.Integer({ description: 'rows this process has queued and not yet written: not counted above' }),
+    droppedRows: Type.Integer({ description: 'rows this process dropped since start because its queue was full' }),
+    writeError: Nullable(Type.String({ description: 'why writing rows fails right now; null while writes succeed' }))
+  }, { description: 'what the counts above are missing: while writeError is set they are stale (contract section 13)' })
 }, { $id: 'AuditStats' })

@@ -40,7 +40,8 @@ export interface TestAppOptions {
 export async function buildTestApp (t: TestContext, options: TestAppOptions = {}): Promise<FastifyInstance> {
   const databaseUrl = options.databaseUrl ?? `sqlite:${path.join(tempDir(t), 'gatehouse.db')}`
   const config = loadConfig({ DATABASE_URL: databaseUrl, ADMIN_TOKEN, LOG_LEVEL: 'silent', ...options.env })
-  const app = await buildApp(config, { configPollIntervalMs: 100, ...options.build })
+  // No snapshot file in the repository's ./data/ from in-process tests (test/faults/ checks it on real processes).
+  const app = await buildApp(config, { configPollIntervalMs: 100, configSnapshotFile: null, ...options.build })
   t.teardown(() => app.close())
   return app
 }

@@ -57,7 +57,8 @@ const auditAdmin: FastifyPluginAsyncTypebox = async (app) => {
       since,
       until,
       ...stats,
-      byRoute: stats.byRoute.map((entry) => ({ ...entry, routeName: entry.routeId === null ? null : names.get(entry.routeId) ?? null }))
+      byRoute: stats.byRoute.map((entry) => ({ ...entry, routeName: entry.routeId === null ? null : names.get(entry.routeId) ?? null })),
+      unwritten: { queuedRows: app.audit.queueDepth, droppedRows: app.audit.dropped, writeError: app.audit.writeError }
     }
   })
 }

@@ -19,7 +19,7 @@ async function tableWithManualLoads (t: Test) {
   const app = Fastify({ logger: false })
   await app.register(fp(async (app) => { app.decorate('db', {} as never) }, { name: 'db' }))
   await app.register(fp(async (app) => {
-    app.decorate('configChanges', { onChange: async () => {} } as never)
+    app.decorate('configChanges', { onChange: async () => {}, track: async () => {} } as never)
   }, { name: 'config-changes' }))
   await app.register(routeTable, { load: async () => await new Promise<Route[]>((resolve) => pending.push(resolve)) })
   await app.ready()
