@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis'
+import type { RateLimitStore } from './rate-limit-store.js'
 import { type Decision, decide } from './sliding-window.js'
 
 /**
@@ -45,7 +46,8 @@ interface SlidingRedis extends Redis {
   gatehouseSlide: (key: string, windowMs: number, max: number, counting: 0 | 1) => Promise<SlideReply>
 }
 
-export class RedisWindowStore {
+export class RedisWindowStore implements RateLimitStore {
+  readonly kind = 'redis'
   private readonly redis: SlidingRedis
 
   constructor (redis: Redis, private readonly keyPrefix: string) {
@@ -68,4 +70,11 @@ export class RedisWindowStore {
     if (keys.length === 0) return 0
     return await this.redis.del(...keys.map((key) => this.keyPrefix + key))
   }
+
+  async reset (keys: string[]): Promise<number> {
+    return await this.delete(keys)
+  }
+
+  /** The Redis client belongs to plugins/redis.ts, which closes it. */
+  close (): void {}
 }

@@ -1,3 +1,5 @@
+import type { RateLimitStore } from './rate-limit-store.js'
+
 /**
  * Sliding-window counter (the algorithm Cloudflare and nginx-plus describe), chosen over
  * GCRA and over a sliding log:
@@ -97,7 +99,8 @@ export interface MemoryStoreOptions {
  * Every operation is O(1), with no per-hit reordering and no eviction scan; a key is only lost
  * after maxKeys / 2 other keys have been used since it was last.
  */
-export class MemoryWindowStore {
+export class MemoryWindowStore implements RateLimitStore {
+  readonly kind = 'memory'
   private recent = new Map<string, WindowState>()
   private older = new Map<string, WindowState>()
   readonly maxKeys: number
@@ -134,7 +137,7 @@ export class MemoryWindowStore {
   }
 
   /** Counts one request against `key` if it fits, and says what happened. */
-  hit (key: string, max: number, windowMs: number, now: number): Decision {
+  hit (key: string, max: number, windowMs: number, now = Date.now()): Decision {
     let state = this.get(key)
     if (state === undefined || state.windowMs !== windowMs) {
       // A route whose window changed starts afresh rather than mixing two window sizes.
@@ -152,7 +155,7 @@ export class MemoryWindowStore {
   }
 
   /** The counts for `key` without counting anything; null when it has none. */
-  peek (key: string, max: number, windowMs: number, now: number): Decision | null {
+  peek (key: string, max: number, windowMs: number, now = Date.now()): Decision | null {
     const state = this.recent.get(key) ?? this.older.get(key)
     if (state === undefined || state.windowMs !== windowMs) return null
     roll(state, now)
@@ -163,6 +166,10 @@ export class MemoryWindowStore {
   delete (key: string): boolean {
     const inRecent = this.recent.delete(key)
     return this.older.delete(key) || inRecent
+  }
+
+  reset (keys: string[]): number {
+    return keys.filter((key) => this.delete(key)).length
   }
 
   /** Drops keys whose windows have fully slid out. */

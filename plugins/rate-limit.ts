@@ -3,7 +3,10 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneF
 import type { GatewayContext } from '../lib/gateway-context.js'
 import { reject } from '../lib/gateway-reply.js'
 import { clientKey } from '../lib/ip.js'
+import { inClusterWorker, primaryLink } from '../lib/cluster-ipc.js'
+import type { RateLimitStore } from '../lib/rate-limit-store.js'
 import { type Decision, MemoryWindowStore } from '../lib/sliding-window.js'
+import { ClusterWindowStore } from '../lib/sliding-window-cluster.js'
 import { RedisWindowStore } from '../lib/sliding-window-redis.js'
 import type { Route } from '../schemas/route.js'
 
@@ -11,7 +14,8 @@ import type { Route } from '../schemas/route.js'
  * Rate limits on proxied traffic (contract section 4 "Rate limits"): a route's own
  * `rateLimit {max, windowMs, by}`, else the gateway-wide RATE_LIMIT_MAX per client IP shared
  * by every route without one. Sliding-window counters (lib/sliding-window.ts) in memory, or
- * in Redis when REDIS_URL is set (lib/sliding-window-redis.ts).
+ * in Redis when REDIS_URL is set (lib/sliding-window-redis.ts), or without Redis under WORKERS > 1
+ * in the cluster primary, so the limit is the host's (lib/sliding-window-cluster.ts).
  *
  * Why not @fastify/rate-limit (which the issue suggested): it was evaluated and fits only
  * with everything substantial replaced. Its hook is async and awaits keyGenerator, allowList,
@@ -33,10 +37,10 @@ export interface RateLimits {
   counters: (ip: string) => Promise<CounterView[]>
   /** Resets this IP's own counters (per-IP route counters and the gateway-wide one); returns how many existed. */
   reset: (ip: string) => Promise<number>
-  readonly store: 'memory' | 'redis'
-  /** Requests let through because the Redis store failed (fail open). */
+  readonly store: RateLimitStore['kind']
+  /** Requests let through because the Redis store or the cluster primary failed (fail open). */
   readonly failOpen: number
-  /** Keys held by the memory store (0 with Redis). */
+  /** Keys held by this process's memory store (0 with Redis or the cluster primary). */
   readonly memoryKeys: number
 }
 
@@ -65,6 +69,9 @@ export interface RateLimitOptions {
   maxKeys?: number
 }
 
+/** How long a worker waits for the cluster primary's decision before failing open. */
+const CLUSTER_STORE_TIMEOUT_MS = 100
+
 /** A limit resolved once per route (and once for the gateway-wide limit). */
 interface Policy {
   by: 'ip' | 'route' | 'consumer' | 'gateway'
@@ -77,8 +84,10 @@ interface Policy {
 
 const rateLimitPlugin: FastifyPluginAsync<RateLimitOptions> = async (app, options) => {
   const redis = app.redis?.client ?? null
-  const memory = redis === null ? new MemoryWindowStore({ maxKeys: options.maxKeys }) : null
-  const shared = redis === null ? null : new RedisWindowStore(redis, `${app.redis.keyPrefix}rl:`)
+  const memory = redis === null && !inClusterWorker() ? new MemoryWindowStore({ maxKeys: options.maxKeys }) : null
+  const store: RateLimitStore = memory ?? (redis !== null
+    ? new RedisWindowStore(redis, `${app.redis.keyPrefix}rl:`)
+    : new ClusterWindowStore(primaryLink(), CLUSTER_STORE_TIMEOUT_MS))
   const gatewayWide: Policy | null = app.config.rateLimitMax === null
     ? null
     : { by: 'gateway', prefix: 'g:', max: app.config.rateLimitMax, windowMs: app.config.rateLimitWindowMs, route: null }
@@ -132,8 +141,9 @@ const rateLimitPlugin: FastifyPluginAsync<RateLimitOptions> = async (app, option
       key = policy.prefix + clientKey(context.clientIp)
     }
 
-    if (memory !== null) return void answer(reply, context, done, memory.hit(key, max, windowMs, Date.now()))
-    ;(shared as RedisWindowStore).hit(key, max, windowMs).then(
+    const decision = store.hit(key, max, windowMs)
+    if (!(decision instanceof Promise)) return void answer(reply, context, done, decision)
+    decision.then(
       (decision) => answer(reply, context, done, decision),
       (err: unknown) => {
         failedOpen(err)
@@ -174,8 +184,7 @@ const rateLimitPlugin: FastifyPluginAsync<RateLimitOptions> = async (app, option
   }
 
   async function peek (key: string, policy: Policy): Promise<Decision | null> {
-    if (memory !== null) return memory.peek(key, policy.max, policy.windowMs, Date.now())
-    return await (shared as RedisWindowStore).peek(key, policy.max, policy.windowMs)
+    return await store.peek(key, policy.max, policy.windowMs)
   }
 
   app.decorate('rateLimits', {
@@ -200,10 +209,9 @@ const rateLimitPlugin: FastifyPluginAsync<RateLimitOptions> = async (app, option
     },
     async reset (ip) {
       const keys = [...new Set(countersOf(ip).filter((counter) => counter.scope !== 'route').map((counter) => counter.key))]
-      if (memory !== null) return keys.filter((key) => memory.delete(key)).length
-      return await (shared as RedisWindowStore).delete(keys)
+      return await store.reset(keys)
     },
-    get store () { return memory !== null ? 'memory' as const : 'redis' as const },
+    get store () { return store.kind },
     get failOpen () { return failOpen },
     get memoryKeys () { return memory?.size ?? 0 }
   } satisfies RateLimits)
@@ -212,10 +220,10 @@ const rateLimitPlugin: FastifyPluginAsync<RateLimitOptions> = async (app, option
   app.addHook('onReady', async () => {
     if (!app.hasDecorator('metrics')) return
     app.metrics.counter('gatehouse_rate_limit_fail_open_total',
-      'Proxied requests let through without a rate-limit decision because the Redis store failed', () => failOpen)
+      'Proxied requests let through without a rate-limit decision because the Redis store (or, with WORKERS > 1, the cluster primary) failed', () => failOpen)
   })
 
-  app.addHook('onClose', async () => { memory?.close() })
+  app.addHook('onClose', async () => { store.close() })
 }
 
 export default fp(rateLimitPlugin, { name: 'rate-limit', dependencies: ['route-table', 'redis'] })
