@@ -11,13 +11,16 @@ import cluster, { type Worker } from 'node:cluster'
  * Every message carries `gatehouse` so that other users of the channel are left alone.
  */
 
-type CallMessage = { gatehouse: 'call', id: number, op: string, args: unknown[] }
-type ReplyMessage = { gatehouse: 'reply', id: number, value?: unknown, error?: string }
+type Call = { id: number, op: string, args: unknown[] }
+type Reply = { id: number, value?: unknown, error?: string }
+/** Calls made during one turn of a worker's event loop travel together, and so do their replies. */
+type CallsMessage = { gatehouse: 'calls', calls: Call[] }
+type RepliesMessage = { gatehouse: 'replies', replies: Reply[] }
 type QueryMessage = { gatehouse: 'query', id: number, name: string }
 type AnswerMessage = { gatehouse: 'answer', id: number, value?: unknown, error?: string }
 /** A worker tells the primary which queries it answers, once its app has registered them. */
 type AnswersMessage = { gatehouse: 'answers', name: string }
-type Message = CallMessage | ReplyMessage | QueryMessage | AnswerMessage | AnswersMessage
+type Message = CallsMessage | RepliesMessage | QueryMessage | AnswerMessage | AnswersMessage
 
 function isMessage (value: unknown): value is Message {
   return typeof value === 'object' && value !== null && typeof (value as { gatehouse?: unknown }).gatehouse === 'string'
@@ -55,7 +58,9 @@ interface Pending {
 /**
  * The worker's end. One per process (the IPC channel is process-wide): use primaryLink().
  * Timeouts are enforced by one sweeping interval rather than a timer per call, since a
- * rate-limit call is made on every limited request.
+ * rate-limit call is made on every limited request. Calls are sent once per event-loop turn
+ * (setImmediate: after the turn's I/O callbacks), all in one message: under load one IPC
+ * message carries the hits of every request read in that turn.
  */
 export class PrimaryLink {
   private nextId = 0
@@ -63,6 +68,12 @@ export class PrimaryLink {
   private readonly answerers = new Map<string, () => unknown>()
   private sweeper: NodeJS.Timeout | null = null
   private readonly sweepEveryMs: number
+  private outgoing: Call[] = []
+  private readonly flush = (): void => {
+    const calls = this.outgoing
+    this.outgoing = []
+    this.send({ gatehouse: 'calls', calls }, calls)
+  }
 
   constructor (sweepEveryMs = 10) {
     this.sweepEveryMs = sweepEveryMs
@@ -75,10 +86,13 @@ export class PrimaryLink {
       const id = ++this.nextId
       this.pending.set(id, { resolve: resolve as (value: unknown) => void, reject, deadline: Date.now() + timeoutMs, op })
       if (this.sweeper === null) {
-        this.sweeper = setInterval(() => this.sweep(Date.now()), this.sweepEveryMs)
+        // The check waits for setImmediate, after this turn's I/O: a reply already in the pipe
+        // is read first, so a worker whose own event loop stalled does not time out answered calls.
+        this.sweeper = setInterval(() => setImmediate(this.sweep), this.sweepEveryMs)
         this.sweeper.unref()
       }
-      this.send({ gatehouse: 'call', id, op, args }, id)
+      if (this.outgoing.length === 0) setImmediate(this.flush)
+      this.outgoing.push({ id, op, args })
     })
   }
 
@@ -98,11 +112,11 @@ export class PrimaryLink {
     this.answerers.delete(name)
   }
 
-  private send (message: Message, callId: number | null): void {
+  private send (message: Message, calls: Call[] | null): void {
     // With a callback, a closed channel is reported here instead of as an 'error' event on process.
     ;(process.send as NonNullable<typeof process.send>)(message, undefined, undefined, (err: Error | null) => {
-      if (err === null || callId === null) return
-      this.settle(callId, undefined, `cannot reach the cluster primary: ${err.message}`)
+      if (err === null || calls === null) return
+      for (const { id } of calls) this.settle(id, undefined, `cannot reach the cluster primary: ${err.message}`)
     })
   }
 
@@ -114,7 +128,8 @@ export class PrimaryLink {
     else pending.reject(new Error(error))
   }
 
-  private sweep (now: number): void {
+  private readonly sweep = (): void => {
+    const now = Date.now()
     for (const [id, pending] of this.pending) {
       if (pending.deadline <= now) this.settle(id, undefined, `the cluster primary did not answer "${pending.op}" in time`)
     }
@@ -126,8 +141,8 @@ export class PrimaryLink {
 
   private readonly onMessage = (message: unknown): void => {
     if (!isMessage(message)) return
-    if (message.gatehouse === 'reply') {
-      this.settle(message.id, message.value, message.error)
+    if (message.gatehouse === 'replies') {
+      for (const { id, value, error } of message.replies) this.settle(id, value, error)
     } else if (message.gatehouse === 'query') {
       void this.answerQuery(message)
     }
@@ -166,9 +181,9 @@ export function servePrimaryOperations (operations: Record<string, PrimaryOperat
   let nextQueryId = 0
   const waiting = new Map<number, { worker: Worker, done: (answer: AnswerMessage | null) => void }>()
 
-  function reply (worker: Worker, message: ReplyMessage): void {
-    // A worker that exits meanwhile simply misses its reply: the exit handler deals with it.
-    if (worker.isConnected()) worker.send(message, undefined, () => {})
+  function reply (worker: Worker, replies: Reply[]): void {
+    // A worker that exits meanwhile simply misses its replies.
+    if (worker.isConnected()) worker.send({ gatehouse: 'replies', replies } satisfies RepliesMessage, undefined, () => {})
   }
 
   async function ask (worker: Worker, name: string, timeoutMs: number): Promise<AnswerMessage | null> {
@@ -203,28 +218,40 @@ export function servePrimaryOperations (operations: Record<string, PrimaryOperat
     return gathered
   }
 
-  async function run (worker: Worker, { id, op, args }: CallMessage): Promise<void> {
+  async function runLater (worker: Worker, id: number, pending: Promise<unknown>): Promise<void> {
     try {
-      let value: unknown
-      if (op === GATHER) {
-        value = await gather(String(args[0]), Number(args[1]))
-      } else {
-        const operation = operations[op]
-        if (operation === undefined) throw new Error(`unknown cluster operation "${op}"`)
-        value = operation(args, worker)
-        if (value instanceof Promise) value = await value
-      }
-      reply(worker, { gatehouse: 'reply', id, value })
+      reply(worker, [{ id, value: await pending }])
     } catch (err) {
-      reply(worker, { gatehouse: 'reply', id, error: (err as Error).message })
+      reply(worker, [{ id, error: (err as Error).message }])
     }
+  }
+
+  /** Runs a worker's calls in order; the synchronous ones (rate-limit hits) answer in one message. */
+  function run (worker: Worker, calls: Call[]): void {
+    const replies: Reply[] = []
+    for (const { id, op, args } of calls) {
+      try {
+        const value = op === GATHER ? gather(String(args[0]), Number(args[1])) : operation(op)(args, worker)
+        if (value instanceof Promise) void runLater(worker, id, value)
+        else replies.push({ id, value })
+      } catch (err) {
+        replies.push({ id, error: (err as Error).message })
+      }
+    }
+    if (replies.length > 0) reply(worker, replies)
+  }
+
+  function operation (op: string): PrimaryOperation {
+    const found = operations[op]
+    if (found === undefined) throw new Error(`unknown cluster operation "${op}"`)
+    return found
   }
 
   const onMessage = (worker: Worker, message: unknown): void => {
     if (!isMessage(message)) return
     switch (message.gatehouse) {
-      case 'call':
-        void run(worker, message)
+      case 'calls':
+        run(worker, message.calls)
         break
       case 'answers': {
         const names = answering.get(worker) ?? new Set<string>()

@@ -10,26 +10,47 @@ import { type Decision, MemoryWindowStore } from './sliding-window.js'
  * request (measured in docs/policies.md "Rate limits with WORKERS > 1").
  *
  * A primary that does not answer within `timeoutMs` makes the hit fail, and the plugin fails
- * open (counted), as it does when Redis fails.
+ * open (counted), as it does when Redis fails. After FAILURES_BEFORE_BYPASS failures in a row
+ * the primary is not asked at all for BYPASS_MS (every hit fails at once, so a hung primary
+ * costs a handful of requests `timeoutMs` each, not every request); then one call probes it.
  *
  * Operations are named "rl.<method>"; a new store operation (bans, say) is one more entry in
  * rateLimitOperations and one more method here.
  */
+export const FAILURES_BEFORE_BYPASS = 3
+export const BYPASS_MS = 1000
+
 export class ClusterWindowStore implements RateLimitStore {
   readonly kind = 'cluster'
+  private failures = 0
+  private bypassUntil = 0
 
   constructor (private readonly link: PrimaryLink, private readonly timeoutMs: number) {}
 
   async hit (key: string, max: number, windowMs: number): Promise<Decision> {
-    return await this.link.call<Decision>('rl.hit', [key, max, windowMs], this.timeoutMs)
+    return await this.ask<Decision>('rl.hit', [key, max, windowMs])
   }
 
   async peek (key: string, max: number, windowMs: number): Promise<Decision | null> {
-    return await this.link.call<Decision | null>('rl.peek', [key, max, windowMs], this.timeoutMs)
+    return await this.ask<Decision | null>('rl.peek', [key, max, windowMs])
   }
 
   async reset (keys: string[]): Promise<number> {
-    return await this.link.call<number>('rl.reset', [keys], this.timeoutMs)
+    return await this.ask<number>('rl.reset', [keys])
+  }
+
+  private async ask<T> (op: string, args: unknown[]): Promise<T> {
+    if (this.failures >= FAILURES_BEFORE_BYPASS && Date.now() < this.bypassUntil) {
+      throw new Error(`the cluster primary failed ${this.failures} calls in a row: not asked again for up to ${BYPASS_MS} ms`)
+    }
+    try {
+      const value = await this.link.call<T>(op, args, this.timeoutMs)
+      this.failures = 0
+      return value
+    } catch (err) {
+      if (++this.failures >= FAILURES_BEFORE_BYPASS) this.bypassUntil = Date.now() + BYPASS_MS
+      throw err
+    }
   }
 
   close (): void {}

@@ -1,4 +1,6 @@
+import { performance } from 'node:perf_hooks'
 import t from 'tap'
+import { Client } from 'undici'
 import { adminHeaders, httpRequest, spawnGateway, startUpstream, type SpawnedGateway } from './helper.js'
 
 /**
@@ -130,5 +132,30 @@ t.test('WORKERS=2 without Redis: one host-wide rate limit, reset on every worker
   const after = await status(gateway.url)
   t.equal(after.workers.length, 2)
   t.same(after.unresponsiveWorkers, [])
+
+  // A hung primary: the first hits wait for the 250 ms timeout and fail open, then the worker
+  // stops asking for a second (no more waiting), then asks again and limits again.
+  const client = new Client(gateway.url, { pipelining: 1 })
+  t.teardown(async () => { await client.close() })
+  const timed = async (): Promise<{ statusCode: number, ms: number }> => {
+    const begun = performance.now()
+    const response = await client.request({ method: 'GET', path: '/limited/kept-alive' })
+    await response.body.dump()
+    return { statusCode: response.statusCode, ms: performance.now() - begun }
+  }
+  t.equal((await timed()).statusCode, 429, 'the counter is still full from the second burst')
+  process.kill(gateway.process.pid as number, 'SIGSTOP')
+  const duringHang: Array<{ statusCode: number, ms: number }> = []
+  try {
+    for (let i = 0; i < 6; i++) duringHang.push(await timed())
+  } finally {
+    process.kill(gateway.process.pid as number, 'SIGCONT')
+  }
+  t.same(duringHang.map((call) => call.statusCode), Array(6).fill(200), 'fail open while the primary is hung')
+  for (const call of duringHang.slice(0, 3)) t.ok(call.ms >= 240, `one of the first three hits waited for the timeout (${Math.round(call.ms)} ms)`)
+  for (const call of duringHang.slice(3)) t.ok(call.ms < 240, `then no more waiting (${Math.round(call.ms)} ms)`)
+  await new Promise((resolve) => setTimeout(resolve, 1100))
+  t.equal((await timed()).statusCode, 429, 'the primary is asked again once it answers, and its counter still holds')
+
   t.equal(await gateway.stop('SIGTERM'), 0)
 })
