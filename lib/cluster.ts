@@ -3,7 +3,9 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Config } from '../plugins/config.js'
 import { migrateToLatest, openDatabase } from '../plugins/db.js'
 import { resolveAdminTokenHash } from './admin-token.js'
+import { servePrimaryOperations } from './cluster-ipc.js'
 import { databaseProblem } from './database-errors.js'
+import { rateLimitOperations } from './sliding-window-cluster.js'
 
 /** A worker that exits within this long of starting counts as a crash for the backoff. */
 const STABLE_AFTER_MS = 10_000
@@ -126,6 +128,9 @@ export async function runPrimary (config: Readonly<Config>, log: FastifyBaseLogg
   }
   process.on('SIGTERM', onSignal)
   process.on('SIGINT', onSignal)
+
+  // Host-wide rate-limit counters and admin answers gathered from every worker (lib/cluster-ipc.ts).
+  servePrimaryOperations(rateLimitOperations())
 
   for (let i = 0; i < config.workers; i++) fork()
 }

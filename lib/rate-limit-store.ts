@@ -5,12 +5,13 @@ export type MaybePromise<T> = T | Promise<T>
 
 /**
  * What plugins/rate-limit.ts needs of a counter store: the sliding-window counters and the
- * bans of contract section 13 ("Bans"), keyed by the same counter key. Every store shares its
- * bans with whoever shares its counters: memory (this process), Redis (every instance on it),
- * or any other store implementing this interface. Time is the store's own clock.
+ * bans, keyed by the same counter key. Every store shares its bans with whoever shares its
+ * counters: memory (this process), Redis (every instance on it, lib/sliding-window-redis.ts),
+ * or the cluster primary (the workers of one host, lib/sliding-window-cluster.ts). Time is the
+ * store's own clock. Memory answers synchronously, so the hot path needs no promise per request.
  */
 export interface RateLimitStore {
-  readonly kind: string
+  readonly kind: 'memory' | 'redis' | 'cluster'
   /**
    * Counts one request against `key` if it fits. A key under a ban is refused without
    * counting (Decision.banned); a key that does not fit is banned for `banMs` when it is > 0.

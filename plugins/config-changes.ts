@@ -122,17 +122,31 @@ const configChangesPlugin: FastifyPluginAsync<ConfigChangesOptions> = async (app
     }
     const stored = await readVersion(db)
     if (stored === version) return
-    await reloadAll()
-    version = stored
+    await reloadAllAt(stored)
     save()
+  }
+
+  /**
+   * The version moves before the concerns reload, because some of them act on it (the Redis
+   * broadcast announces it); it moves back when the database failed mid-way, so the next poll
+   * tries again.
+   */
+  async function reloadAllAt (stored: number): Promise<void> {
+    const previous = version
+    version = stored
+    try {
+      await reloadAll()
+    } catch (err) {
+      version = previous
+      throw err
+    }
   }
 
   /** The first load from the database after starting without it. */
   async function connect (): Promise<void> {
     await app.dbState.ensureMigrated()
     const stored = await readVersion(db)
-    await reloadAll()
-    version = stored
+    await reloadAllAt(stored)
     loaded = true
     app.log.info({ version }, 'configuration loaded from the database')
     save()

@@ -1,4 +1,4 @@
-import { Type } from '@sinclair/typebox'
+import { type Static, Type } from '@sinclair/typebox'
 import { RedisStatusSchema } from './redis-status.js'
 
 const ByStatusClass = Type.Object({
@@ -6,10 +6,10 @@ const ByStatusClass = Type.Object({
 })
 
 /** GET /admin/status (contract section 4 "Status and configuration"): this instance since it started. */
-export const StatusSchema = Type.Object({
+const ProcessStatusSchema = Type.Object({
   version: Type.String(),
-  instanceId: Type.String({ description: 'this process (host, pid and a random part); each worker answers for itself' }),
-  uptimeSeconds: Type.Integer(),
+  instanceId: Type.String({ description: 'this process (host, pid and a random part); with WORKERS > 1, the host (host name and the primary\'s pid)' }),
+  uptimeSeconds: Type.Integer({ description: 'with WORKERS > 1, the primary\'s' }),
   routes: Type.Integer({ description: 'routes in the route table, enabled or not' }),
   requests: Type.Object({
     total: Type.Integer({ description: 'proxied requests answered since start, refused ones included' }),
@@ -36,4 +36,27 @@ export const StatusSchema = Type.Object({
     dropped: Type.Integer({ description: 'rows dropped since start because the queue was full' })
   }),
   redis: RedisStatusSchema
+})
+
+/** One worker's own numbers in a WORKERS > 1 answer: everything but version and targets. */
+const WorkerStatusSchema = Type.Object({
+  workerId: Type.Integer({ description: 'node:cluster worker id' }),
+  pid: Type.Integer(),
+  ...Type.Omit(ProcessStatusSchema, ['version', 'targets']).properties
+})
+
+/**
+ * With WORKERS > 1 the answer is the host's (contract section 13 "Worker processes"): counters
+ * summed over the workers, targets merged, and `workers` the per-worker breakdown
+ * (docs/observability.md "/admin/status with WORKERS > 1").
+ */
+export const StatusSchema = Type.Object({
+  ...ProcessStatusSchema.properties,
+  workers: Type.Optional(Type.Array(WorkerStatusSchema, { description: 'WORKERS > 1 only: each worker that answered, by workerId' })),
+  unresponsiveWorkers: Type.Optional(Type.Array(Type.Object({ workerId: Type.Integer(), pid: Type.Integer() }), {
+    description: 'WORKERS > 1 only: workers that did not answer within 1 s; the totals leave them out'
+  }))
 }, { $id: 'Status' })
+
+export type ProcessStatus = Static<typeof ProcessStatusSchema>
+export type Status = Static<typeof StatusSchema>

@@ -1,28 +1,25 @@
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { inClusterWorker, primaryLink } from '../../lib/cluster-ipc.js'
+import { GatewayError } from '../../lib/errors.js'
+import { hostStatus } from '../../lib/host-status.js'
 import { version } from '../../lib/version.js'
 import { ErrorSchema } from '../../schemas/common.js'
-import { StatusSchema } from '../../schemas/status.js'
+import { type ProcessStatus, StatusSchema } from '../../schemas/status.js'
 
 /** The load balancer's health state of a target, shown when plugins/upstreams.ts keeps it. */
 const HEALTH_FIELDS = ['consecutiveFailures', 'ejectedUntil', 'ejectionsTotal', 'activeHealthy'] as const
 
-/** GET /admin/status — contract section 4 "Status and configuration". */
+/** How long the host-wide answer waits for each worker (WORKERS > 1). */
+const GATHER_TIMEOUT_MS = 1000
+
+/** GET /admin/status — contract section 4 "Status and configuration"; with WORKERS > 1, section 13 "Worker processes". */
 const statusAdmin: FastifyPluginAsyncTypebox = async (app) => {
   const instanceId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`
   const startedAt = Date.now()
 
-  app.get('/status', {
-    schema: {
-      tags: ['system'],
-      security: [{ bearerAuth: [] }],
-      summary: 'Live state of this instance',
-      description: 'Counters are this process\'s since it started (proxied traffic only; admin, /metrics and health calls are not counted). ' +
-        'targets: one entry per route and target URL, with in-flight requests and health as the load balancer sees them.',
-      response: { 200: StatusSchema, 401: ErrorSchema }
-    }
-  }, async () => {
+  function localStatus (): ProcessStatus {
     const { traffic } = app.metrics
     const targets = []
     for (const route of app.routeTable.routes) {
@@ -57,6 +54,31 @@ const statusAdmin: FastifyPluginAsyncTypebox = async (app) => {
       audit: { queueDepth: app.audit.queueDepth, dropped: app.audit.dropped },
       redis: app.redis.status()
     }
+  }
+
+  const clustered = inClusterWorker()
+  if (clustered) {
+    const link = primaryLink()
+    link.answer('status', localStatus)
+    app.addHook('onClose', async () => { link.stopAnswering('status') })
+  }
+
+  app.get('/status', {
+    schema: {
+      tags: ['system'],
+      security: [{ bearerAuth: [] }],
+      summary: 'Live state of this instance (with WORKERS > 1, of the host)',
+      description: 'Counters are this process\'s since it started (proxied traffic only; admin, /metrics and health calls are not counted). ' +
+        'targets: one entry per route and target URL, with in-flight requests and health as the load balancer sees them. ' +
+        'With WORKERS > 1: counters summed over the workers, targets merged, and workers/unresponsiveWorkers added.',
+      response: { 200: StatusSchema, 401: ErrorSchema, 503: ErrorSchema }
+    }
+  }, async () => {
+    if (!clustered) return localStatus()
+    const gathered = await primaryLink().gather<ProcessStatus>('status', GATHER_TIMEOUT_MS).catch((err: Error) => {
+      throw new GatewayError(503, 'GW_CLUSTER_UNAVAILABLE', `cannot gather the workers' status: ${err.message}`, { 'retry-after': '1' })
+    })
+    return hostStatus(localStatus(), gathered, `${hostname()}-${process.ppid}`)
   })
 }
 
