@@ -3,6 +3,7 @@ import type { FastifyPluginAsync } from 'fastify'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import { errorBody } from '../lib/errors.js'
+import { documentedOperation } from '../lib/openapi-operation.js'
 
 /** OpenAPI 3 document at /docs/json and Swagger UI at /docs. Registered before any route it describes. */
 const swaggerPlugin: FastifyPluginAsync<{ version: string }> = async (app, options) => {
@@ -12,8 +13,11 @@ const swaggerPlugin: FastifyPluginAsync<{ version: string }> = async (app, optio
       info: {
         title: 'Gatehouse',
         description: 'Admin API of the Gatehouse API gateway. Every path not listed here is proxied traffic.',
-        version: options.version
+        version: options.version,
+        license: { name: 'MIT', url: 'https://opensource.org/license/mit' }
       },
+      // Relative: the document describes the gateway that serves it, whatever its address.
+      servers: [{ url: '/', description: 'this gateway' }],
       components: {
         securitySchemes: {
           bearerAuth: { type: 'http', scheme: 'bearer', description: 'ADMIN_TOKEN' }
@@ -21,7 +25,10 @@ const swaggerPlugin: FastifyPluginAsync<{ version: string }> = async (app, optio
       }
     },
     // `/admin/routes/` (a prefixed plugin's "/" route) is documented as users type it.
-    transform: ({ schema, url }) => ({ schema, url: url.length > 1 ? url.replace(/\/$/, '') : url }),
+    transform: ({ schema, url, route }) => {
+      const path = url.length > 1 ? url.replace(/\/$/, '') : url
+      return { schema: documentedOperation(schema, route.method, path), url: path }
+    },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => typeof json.$id === 'string' ? json.$id : `def-${i}` }
   })
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list', persistAuthorization: true } })
