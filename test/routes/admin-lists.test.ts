@@ -52,6 +52,6 @@ t.test('every list bounds offset (400 naming it, never a 500) and names an unkno
 
 t.test('the same on PostgreSQL', async (t) => {
   const databaseUrl = await postgresDatabase(t)
-  if (databaseUrl === null) return t.skip('PostgreSQL unreachable at 127.0.0.1:5432')
+  if (databaseUrl === null) return void t.plan(0, 'PostgreSQL unreachable at 127.0.0.1:5432 (set GATEHOUSE_REQUIRE_SERVICES=1 to fail instead)')
   await checkLists(t, databaseUrl)
 })

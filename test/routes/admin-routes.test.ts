@@ -182,7 +182,7 @@ t.test('a route has every default filled in', async (t) => {
     enabled: true
   })
   const jwt = await createRoute(app, { name: 'jwt', path: '/jwt', targets: [target], auth: { type: 'jwt', jwksUrl: 'https://id.example.com/jwks' } as never })
-  t.same(jwt.auth, { type: 'jwt', secret: null, jwksUrl: 'https://id.example.com/jwks', consumerClaim: 'sub' })
+  t.same(jwt.auth, { type: 'jwt', secret: null, secretSet: false, jwksUrl: 'https://id.example.com/jwks', consumerClaim: 'sub' })
 })
 
 async function crud (t: Test, databaseUrl: string | undefined): Promise<void> {
