@@ -71,7 +71,7 @@ t.test('/docs/json documents every reserved endpoint present, with schemas and t
 
   const paths = Object.keys(doc.paths)
   t.same(paths.filter((path) => path.includes('*')), [], 'no catch-all (proxied or admin 404) is documented')
-  t.same(paths.filter((path) => path.startsWith('/docs')), [], 'nor the docs themselves')
+  t.same(paths.filter((path) => path.startsWith('/docs') || path.startsWith('/redoc')), ['/docs', '/docs/json', '/redoc'], 'the docs pages a user opens, not their assets')
   t.same(paths.filter((path) => path.length > 1 && path.endsWith('/')), [], 'paths are written as users type them')
 })
 
@@ -96,7 +96,7 @@ t.test('unknown /docs paths answer 404 JSON and are never proxied', async (t) =>
   const upstream = await startUpstream(t)
   const { app, url } = await startGateway(t)
   await createRoute(app, { name: 'everything', path: '/', targets: [{ url: upstream.url, weight: 1 }] })
-  for (const path of ['/docs/nope', '/docs/json/extra', '/docs/static/nope.js']) {
+  for (const path of ['/docs/nope', '/docs/json/extra', '/docs/static/nope.js', '/redoc/nope', '/redoc/redoc.standalone.js/x']) {
     const response = await httpRequest(`${url}${path}`)
     t.equal(response.statusCode, 404, path)
     t.equal(response.json().statusCode, 404)
@@ -159,4 +159,32 @@ t.test('the documented 415 is what a non-JSON admin body gets', async (t) => {
   const response = await app.inject({ method: 'POST', url: '/admin/consumers', headers: { ...adminHeaders, 'content-type': 'text/plain' }, payload: 'name=alice' })
   t.equal(response.statusCode, 415)
   t.equal(response.json().statusCode, 415)
+})
+
+t.test('/redoc renders /docs/json with ReDoc, every asset from the gateway, under a strict CSP', async (t) => {
+  const { url } = await startGateway(t)
+  for (const path of ['/redoc', '/redoc/']) {
+    const page = await httpRequest(`${url}${path}`)
+    t.equal(page.statusCode, 200, path)
+    t.equal(page.headers['content-type'], 'text/html; charset=utf-8')
+    const csp = String(page.headers['content-security-policy'])
+    t.match(csp, /^default-src 'none'; script-src 'self'; /, 'scripts only from the gateway')
+    t.notMatch(csp, /https?:|\*/, 'no external source is allowed')
+    t.match(page.body, '<redoc spec-url="/docs/json"></redoc>', 'the same document as /docs/json')
+    t.notMatch(page.body, /https?:\/\//, 'the page references nothing external')
+    const scripts = [...page.body.matchAll(/<script[^>]*\ssrc="([^"]+)"/g)].map((match) => match[1])
+    t.same(scripts, ['/redoc/redoc.standalone.js'], 'one script, served by the gateway')
+    t.same([...page.body.matchAll(/<(?:link|img|iframe)\b/g)], [], 'no stylesheets, images or frames to fetch')
+    for (const script of scripts) {
+      const asset = await httpRequest(`${url}${script}`)
+      t.equal(asset.statusCode, 200, script)
+      t.equal(asset.headers['content-type'], 'application/javascript; charset=utf-8')
+      t.ok(asset.body.length > 500_000, `${script}: the ReDoc bundle (${asset.body.length} bytes)`)
+      t.match(asset.body, 'redoc', 'it is ReDoc')
+      t.notMatch(asset.body, /fonts\.(googleapis|gstatic)\.com/, 'no external fonts')
+    }
+  }
+  const spec = await httpRequest(`${url}/docs/json`)
+  t.equal(spec.statusCode, 200)
+  t.equal(spec.json().openapi, '3.0.3')
 })
