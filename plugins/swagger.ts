@@ -1,8 +1,23 @@
 import fp from 'fastify-plugin'
-import type { FastifyPluginAsync } from 'fastify'
+import type { FastifyPluginAsync, FastifySchema } from 'fastify'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import { errorBody } from '../lib/errors.js'
+import { documentedOperation } from '../lib/openapi-operation.js'
+import redoc from './redoc.js'
+
+const DOCS_PAGES: Record<string, FastifySchema> = {
+  '/docs': {
+    tags: ['docs'],
+    summary: 'Swagger UI: the API reference, rendered from /docs/json',
+    response: { 200: { description: 'HTML page', content: { 'text/html': { schema: { type: 'string' } } } } }
+  },
+  '/docs/json': {
+    tags: ['docs'],
+    summary: 'This OpenAPI 3 document',
+    response: { 200: { description: 'OpenAPI 3.0 document', content: { 'application/json': { schema: { type: 'object' } } } } }
+  }
+}
 
 /** OpenAPI 3 document at /docs/json and Swagger UI at /docs. Registered before any route it describes. */
 const swaggerPlugin: FastifyPluginAsync<{ version: string }> = async (app, options) => {
@@ -11,9 +26,13 @@ const swaggerPlugin: FastifyPluginAsync<{ version: string }> = async (app, optio
       openapi: '3.0.3',
       info: {
         title: 'Gatehouse',
-        description: 'Admin API of the Gatehouse API gateway. Every path not listed here is proxied traffic.',
-        version: options.version
+        description: 'Admin API of the Gatehouse API gateway. Every path not listed here is proxied traffic. ' +
+          'This document is served at /docs/json and rendered by Swagger UI at /docs and by ReDoc at /redoc.',
+        version: options.version,
+        license: { name: 'MIT', url: 'https://opensource.org/license/mit' }
       },
+      // Relative: the document describes the gateway that serves it, whatever its address.
+      servers: [{ url: '/', description: 'this gateway' }],
       components: {
         securitySchemes: {
           bearerAuth: { type: 'http', scheme: 'bearer', description: 'ADMIN_TOKEN' }
@@ -21,10 +40,16 @@ const swaggerPlugin: FastifyPluginAsync<{ version: string }> = async (app, optio
       }
     },
     // `/admin/routes/` (a prefixed plugin's "/" route) is documented as users type it.
-    transform: ({ schema, url }) => ({ schema, url: url.length > 1 ? url.replace(/\/$/, '') : url }),
+    transform: ({ schema, url, route }) => {
+      const path = url.length > 1 ? url.replace(/\/$/, '') : url
+      // @fastify/swagger-ui hides its routes; the two a user opens are reserved endpoints too.
+      const page = route.method === 'GET' ? DOCS_PAGES[path] : undefined
+      return { schema: documentedOperation(page ?? schema, route.method, path), url: path }
+    },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => typeof json.$id === 'string' ? json.$id : `def-${i}` }
   })
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list', persistAuthorization: true } })
+  await app.register(redoc)
   // Any other /docs/… path is answered here: without this it would reach the proxied catch-all.
   app.route({
     method: ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'],

@@ -1,4 +1,6 @@
 import { Type, type Static } from '@sinclair/typebox'
+import { pageFields } from './common.js'
+import { defaultsOptional } from './defaults.js'
 
 export const OUTCOMES = ['proxied', 'no_route', 'blocked', 'unauthorized', 'rate_limited', 'too_large', 'upstream_error', 'admin'] as const
 const Outcome = Type.Union(OUTCOMES.map((outcome) => Type.Literal(outcome)))
@@ -30,7 +32,7 @@ export const AuditEntrySchema = Type.Object({
 }, { $id: 'AuditEntry' })
 export type AuditEntryBody = Static<typeof AuditEntrySchema>
 
-export const AuditLogQuerySchema = Type.Object({
+export const AuditLogQuerySchema = defaultsOptional(Type.Object({
   eventType: Type.Optional(EventType),
   clientIp: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
   routeId: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'a route id, or the name of a current route' })),
@@ -38,16 +40,15 @@ export const AuditLogQuerySchema = Type.Object({
   outcome: Type.Optional(Outcome),
   since: Type.Optional(Type.String({ format: 'date-time', description: 'inclusive' })),
   until: Type.Optional(Type.String({ format: 'date-time', description: 'exclusive' })),
-  limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
-  offset: Type.Integer({ minimum: 0, default: 0 })
-}, { additionalProperties: false })
+  ...pageFields
+}, { additionalProperties: false }))
 export type AuditLogQuery = Static<typeof AuditLogQuerySchema>
 
-export const AuditStatsQuerySchema = Type.Object({
+export const AuditStatsQuerySchema = defaultsOptional(Type.Object({
   since: Type.Optional(Type.String({ format: 'date-time', description: 'inclusive; default one hour before until' })),
   until: Type.Optional(Type.String({ format: 'date-time', description: 'exclusive; default now' })),
   top: Type.Integer({ minimum: 1, maximum: 100, default: 10, description: 'how many client IPs' })
-}, { additionalProperties: false })
+}, { additionalProperties: false }))
 export type AuditStatsQuery = Static<typeof AuditStatsQuerySchema>
 
 const Counts = Type.Record(Type.String(), Type.Integer())

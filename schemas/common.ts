@@ -1,4 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox'
+import { defaultsOptional } from './defaults.js'
 
 /** Every answer the gateway makes itself (contract section 3). */
 export const ErrorSchema = Type.Object({
@@ -9,10 +10,19 @@ export const ErrorSchema = Type.Object({
 }, { $id: 'Error', description: 'Every error the gateway or the admin API answers itself' })
 export type ErrorBody = Static<typeof ErrorSchema>
 
-export const ListQuerySchema = Type.Object({
-  limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }),
-  offset: Type.Integer({ minimum: 0, default: 0 })
-}, { additionalProperties: false })
+/**
+ * Deepest page a list serves. Without a bound, `offset=9223372036854775807` reached SQLite as a
+ * float beyond int64 ("datatype mismatch", a 500); past a billion rows, narrow the query instead.
+ */
+export const MAX_OFFSET = 1_000_000_000
+
+/** `limit` and `offset` of every list (contract section 4); both optional, defaults filled by Ajv. */
+export const pageFields = {
+  limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'items per page' }),
+  offset: Type.Integer({ minimum: 0, maximum: MAX_OFFSET, default: 0, description: 'items to skip' })
+}
+
+export const ListQuerySchema = defaultsOptional(Type.Object(pageFields, { additionalProperties: false }))
 export type ListQuery = Static<typeof ListQuerySchema>
 
 export const IdParamsSchema = Type.Object({

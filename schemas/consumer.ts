@@ -1,11 +1,12 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { NamePattern } from './common.js'
+import { defaultsOptional } from './defaults.js'
 
 /** A consumer's own limit; it replaces the route's when the route limits `by: "consumer"`. */
-export const ConsumerRateLimitSchema = Type.Object({
+export const ConsumerRateLimitSchema = defaultsOptional(Type.Object({
   max: Type.Integer({ minimum: 1 }),
   windowMs: Type.Integer({ minimum: 100, maximum: 86_400_000 * 7, default: 60_000 })
-}, { additionalProperties: false })
+}, { additionalProperties: false }))
 export type ConsumerRateLimit = Static<typeof ConsumerRateLimitSchema>
 
 const consumerFields = {
@@ -14,7 +15,7 @@ const consumerFields = {
 }
 
 /** POST and PUT body. */
-export const ConsumerInputSchema = Type.Object(consumerFields, { additionalProperties: false, $id: 'ConsumerInput' })
+export const ConsumerInputSchema = defaultsOptional(Type.Object(consumerFields, { additionalProperties: false, $id: 'ConsumerInput' }))
 export type ConsumerInput = Static<typeof ConsumerInputSchema>
 
 /** PATCH body: any subset; no defaults, or a missing field would be "filled" and overwrite the stored one. */
@@ -80,7 +81,7 @@ export type BasicCredential = Static<typeof BasicCredentialSchema>
  * prefixes, usernames), never as secrets. On import they are ignored: consumers that stay,
  * matched by name, keep the credentials they have; new consumers start without any.
  */
-export const ConsumerDocumentSchema = Type.Object({
+export const ConsumerDocumentSchema = defaultsOptional(Type.Object({
   id: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
   ...consumerFields,
   keys: Type.Optional(Type.Array(Type.Object({
@@ -91,5 +92,5 @@ export const ConsumerDocumentSchema = Type.Object({
   basic: Type.Optional(Type.Union([Type.Object({ username: Type.String() }, { additionalProperties: false }), Type.Null()])),
   createdAt: Type.Optional(Type.String()),
   updatedAt: Type.Optional(Type.String())
-}, { additionalProperties: false })
+}, { additionalProperties: false }))
 export type ConsumerDocument = Static<typeof ConsumerDocumentSchema>

@@ -1,13 +1,14 @@
 import { Type, type Static } from '@sinclair/typebox'
+import { defaultsOptional } from './defaults.js'
 
 /** Fields a client sends to POST /admin/filters (contract section 4 "Filters"). */
-export const FilterInputSchema = Type.Object({
+export const FilterInputSchema = defaultsOptional(Type.Object({
   action: Type.Union([Type.Literal('deny'), Type.Literal('allow')], { description: 'deny → 403; allow → only matching IPs reach the path prefix' }),
   ip: Type.Union([Type.String({ minLength: 2, maxLength: 64 }), Type.Null()], { default: null, description: 'an IPv4/IPv6 address or CIDR block' }),
   path: Type.Union([Type.String({ pattern: '^/[^?#\\s\\\\]*$', maxLength: 2048 }), Type.Null()], { default: null, description: 'a path prefix, matched on segment boundaries' }),
   expiresAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()], { default: null }),
   reason: Type.String({ maxLength: 500, default: '' })
-}, { additionalProperties: false, $id: 'FilterInput' })
+}, { additionalProperties: false, $id: 'FilterInput' }))
 export type FilterInput = Static<typeof FilterInputSchema>
 
 export const FilterSchema = Type.Object({
@@ -22,9 +23,9 @@ export const FilterSchema = Type.Object({
 export type Filter = Static<typeof FilterSchema>
 
 /** One filter in the /admin/config document: as exported, id and createdAt optional on import. */
-export const FilterConfigItemSchema = Type.Object({
+export const FilterConfigItemSchema = defaultsOptional(Type.Object({
   ...FilterInputSchema.properties,
   id: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
   createdAt: Type.Optional(Type.String({ format: 'date-time' }))
-}, { additionalProperties: false })
+}, { additionalProperties: false }))
 export type FilterConfigItem = Static<typeof FilterConfigItemSchema>

@@ -51,7 +51,11 @@ export const AuthSchema = Type.Union([
   }, { additionalProperties: false }),
   Type.Object({
     type: Type.Literal('jwt'),
-    secret: Type.Union([Type.String({ minLength: 32 }), Type.Null()], { default: null }),
+    secret: Type.Union([Type.String({ minLength: 32 }), Type.Null()], {
+      default: null,
+      description: 'HS256 secret, write-only: answers show null and secretSet. On PUT or PATCH, a jwt auth with neither secret nor jwksUrl keeps the stored secret'
+    }),
+    secretSet: Type.Optional(Type.Boolean({ readOnly: true, description: 'in answers: whether an HS256 secret is stored; ignored in requests' })),
     jwksUrl: Type.Union([Type.String({ pattern: '^https?://' }), Type.Null()], { default: null }),
     issuer: Type.Optional(Type.String({ minLength: 1 })),
     audience: Type.Optional(Type.String({ minLength: 1 })),

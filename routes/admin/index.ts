@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { errorBody } from '../../lib/errors.js'
+import { schemaErrorMessage } from '../../lib/schema-errors.js'
 import { checkBody } from '../../schemas/defaults.js'
 import auditAdmin from './audit.js'
 import consumersAdmin from './consumers.js'
@@ -27,6 +28,8 @@ export default async function admin (app: FastifyInstance): Promise<void> {
     if (body === '') return done(null, undefined)
     parseJson(request, body as string, done)
   })
+  // A 400 names the unknown query parameter instead of "must NOT have additional properties".
+  app.setSchemaErrorFormatter(schemaErrorMessage)
   // Every body is checked strictly (no type coercion) with defaults filled; see schemas/defaults.ts.
   app.addHook('preValidation', checkBody)
 

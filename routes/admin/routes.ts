@@ -3,6 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { applyConfigChange } from '../../lib/apply-change.js'
 import { GatewayError } from '../../lib/errors.js'
 import { buildRoute, routeProblem } from '../../lib/route-input.js'
+import { keepsStoredSecret, publicRoute, withStoredSecret } from '../../lib/route-secret.js'
 import { deleteRoute, findRoute, insertRoute, listAllRoutes, listRoutes, routeNameTaken, updateRoute } from '../../repositories/routes.js'
 import { fillBodyDefaults } from '../../schemas/defaults.js'
 import { ErrorSchema, IdParamsSchema, ListQuerySchema, listOf } from '../../schemas/common.js'
@@ -37,33 +38,36 @@ const routesAdmin: FastifyPluginAsyncTypebox = async (app) => {
 
   app.get('/', {
     schema: { tags, security, summary: 'List routes', querystring: ListQuerySchema, response: { 200: listOf(RouteSchema), 401: ErrorSchema } }
-  }, async (request) => listRoutes(app.db, request.query))
+  }, async (request) => {
+    const page = await listRoutes(app.db, request.query)
+    return { ...page, items: page.items.map(publicRoute) }
+  })
 
   app.post('/', {
     schema: { tags, security, summary: 'Create a route', body: RouteInputSchema, response: { 201: RouteSchema, ...errors } },
     preValidation: fillBodyDefaults(RouteInputSchema)
   }, async (request, reply) => {
-    const route = buildRoute(checked(request.body), app.config)
+    const route = buildRoute(checked(withStoredSecret(request.body, undefined)), app.config)
     await ensureNameFree(route.name)
     await applyConfigChange(app, request, { action: 'create', resource: 'route', resourceId: route.id, before: null, after: route },
       (trx) => insertRoute(trx, route))
-    return reply.code(201).header('location', `/admin/routes/${route.id}`).send(route)
+    return reply.code(201).header('location', `/admin/routes/${route.id}`).send(publicRoute(route))
   })
 
   app.get('/:id', {
     schema: { tags, security, summary: 'Get a route by id or name', params: IdParamsSchema, response: { 200: RouteSchema, 401: ErrorSchema, 404: ErrorSchema } }
-  }, async (request) => load(request.params.id))
+  }, async (request) => publicRoute(await load(request.params.id)))
 
   app.put('/:id', {
     schema: { tags, security, summary: 'Replace a route', params: IdParamsSchema, body: RouteInputSchema, response: { 200: RouteSchema, ...errors } },
     preValidation: fillBodyDefaults(RouteInputSchema)
   }, async (request) => {
     const before = await load(request.params.id)
-    const after = buildRoute(checked(request.body), app.config, before)
+    const after = buildRoute(checked(withStoredSecret(request.body, before)), app.config, before)
     await ensureNameFree(after.name, before.id)
     await applyConfigChange(app, request, { action: 'replace', resource: 'route', resourceId: before.id, before, after },
       (trx) => updateRoute(trx, after))
-    return after
+    return publicRoute(after)
   })
 
   app.patch('/:id', {
@@ -72,11 +76,11 @@ const routesAdmin: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request) => {
     const before = await load(request.params.id)
     const { id: _id, createdAt: _c, updatedAt: _u, ...current } = before
-    const after = buildRoute(checked({ ...current, ...request.body }), app.config, before)
+    const after = buildRoute(checked(withStoredSecret({ ...current, ...request.body }, before)), app.config, before)
     await ensureNameFree(after.name, before.id)
     await applyConfigChange(app, request, { action: 'update', resource: 'route', resourceId: before.id, before, after },
       (trx) => updateRoute(trx, after))
-    return after
+    return publicRoute(after)
   })
 
   app.delete('/:id', {
@@ -89,12 +93,17 @@ const routesAdmin: FastifyPluginAsyncTypebox = async (app) => {
   })
 }
 
-/** The "routes" part of GET/PUT /admin/config. */
+/**
+ * The "routes" part of GET/PUT /admin/config. The document carries no secrets (contract
+ * section 4): a JWT route's HS256 secret is exported as null with secretSet, and on import a
+ * JWT route with neither secret nor jwksUrl keeps the secret stored under its name — as
+ * consumers keep their credentials.
+ */
 export function routesSection (config: Pick<Config, 'upstreamTimeoutMs' | 'bodyLimit'>): ConfigSection<RouteConfigItem> {
   return {
     name: 'routes',
     itemSchema: RouteConfigItemSchema,
-    exportItems: async (db) => (await listAllRoutes(db)).map(withoutSecret),
+    exportItems: async (db) => (await listAllRoutes(db)).map(publicRoute),
     problem (items) {
       const names = new Map<string, number>()
       const ids = new Map<string, number>()
@@ -119,13 +128,11 @@ export function routesSection (config: Pick<Config, 'upstreamTimeoutMs' | 'bodyL
         if (!items.some((item) => item.name === route.name)) await deleteRoute(trx, route.id)
       }
       for (const [index, item] of items.entries()) {
-        const { id, createdAt: _c, updatedAt: _u, ...input } = item
+        const { id, createdAt: _c, updatedAt: _u, ...sent } = item
         const before = existing.get(item.name)
+        const input = withStoredSecret(sent, before)
         if (keepsStoredSecret(input.auth)) {
-          if (before?.auth.type !== 'jwt' || before.auth.secret === null) {
-            throw new GatewayError(400, 'GW_VALIDATION', `body/routes/${index}/auth must set exactly one of secret or jwksUrl (no stored secret to keep)`)
-          }
-          input.auth = { ...input.auth, secret: before.auth.secret }
+          throw new GatewayError(400, 'GW_VALIDATION', `body/routes/${index}/auth must set exactly one of secret or jwksUrl (no stored secret to keep)`)
         }
         if (before === undefined) {
           if (id !== undefined && kept.has(id)) {
@@ -141,19 +148,6 @@ export function routesSection (config: Pick<Config, 'upstreamTimeoutMs' | 'bodyL
       }
     }
   }
-}
-
-/**
- * The config document carries no secrets (contract section 4): a JWT route's HS256 secret is
- * exported as null, and on import a JWT route with neither secret nor jwksUrl keeps the secret
- * stored under its name — as consumers keep their credentials.
- */
-function withoutSecret (route: Route): Route {
-  return route.auth.type === 'jwt' && route.auth.secret !== null ? { ...route, auth: { ...route.auth, secret: null } } : route
-}
-
-function keepsStoredSecret (auth: RouteAuth): auth is Extract<RouteAuth, { type: 'jwt' }> {
-  return auth.type === 'jwt' && auth.secret === null && auth.jwksUrl === null
 }
 
 /** Equal in every field but updatedAt, whatever the order of keys (stored JSON keeps its own order). */

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { buildTestApp, createRoute, httpRequest, startGateway, startUpstream } from '../helper.js'
+import { adminHeaders, buildTestApp, createRoute, httpRequest, startGateway, startUpstream } from '../helper.js'
 
 /** Every reserved endpoint of the contract (sections 2 and 4), as OpenAPI paths. */
 const CONTRACT: Array<[method: string, path: string]> = [
@@ -56,7 +56,7 @@ t.test('/docs/json documents every reserved endpoint present, with schemas and t
     t.ok(operation !== undefined, `${method.toUpperCase()} ${path} is documented`)
     if (operation === undefined) continue
     const admin = path.startsWith('/admin') || path === '/metrics'
-    t.same(operation.security ?? null, admin ? [{ bearerAuth: [] }] : null, `${method.toUpperCase()} ${path}: security`)
+    t.same(operation.security, admin ? [{ bearerAuth: [] }] : [], `${method.toUpperCase()} ${path}: security`)
     const success = Object.keys(operation.responses).filter((code) => code.startsWith('2'))
     t.equal(success.length, 1, `${method.toUpperCase()} ${path}: one success response`)
     if (success[0] !== '204' && path !== '/metrics') {
@@ -71,7 +71,7 @@ t.test('/docs/json documents every reserved endpoint present, with schemas and t
 
   const paths = Object.keys(doc.paths)
   t.same(paths.filter((path) => path.includes('*')), [], 'no catch-all (proxied or admin 404) is documented')
-  t.same(paths.filter((path) => path.startsWith('/docs')), [], 'nor the docs themselves')
+  t.same(paths.filter((path) => path.startsWith('/docs') || path.startsWith('/redoc')), ['/docs', '/docs/json', '/redoc'], 'the docs pages a user opens, not their assets')
   t.same(paths.filter((path) => path.length > 1 && path.endsWith('/')), [], 'paths are written as users type them')
 })
 
@@ -96,10 +96,95 @@ t.test('unknown /docs paths answer 404 JSON and are never proxied', async (t) =>
   const upstream = await startUpstream(t)
   const { app, url } = await startGateway(t)
   await createRoute(app, { name: 'everything', path: '/', targets: [{ url: upstream.url, weight: 1 }] })
-  for (const path of ['/docs/nope', '/docs/json/extra', '/docs/static/nope.js']) {
+  for (const path of ['/docs/nope', '/docs/json/extra', '/docs/static/nope.js', '/redoc/nope', '/redoc/redoc.standalone.js/x']) {
     const response = await httpRequest(`${url}${path}`)
     t.equal(response.statusCode, 404, path)
     t.equal(response.json().statusCode, 404)
   }
   t.equal(upstream.requests.length, 0)
+})
+
+type JsonSchema = { properties?: Record<string, JsonSchema>, required?: unknown, default?: unknown, [key: string]: unknown }
+
+/** Every required property that has a default, at any depth: "where/field". */
+function requiredWithDefaults (schema: unknown, where: string): string[] {
+  if (schema === null || typeof schema !== 'object') return []
+  if (Array.isArray(schema)) return schema.flatMap((item, i) => requiredWithDefaults(item, `${where}/${i}`))
+  const s = schema as JsonSchema
+  const found = (Array.isArray(s.required) ? s.required as string[] : []).filter((key) => s.properties?.[key]?.default !== undefined).map((key) => `${where}/${key}`)
+  return [...found, ...Object.entries(s).flatMap(([key, value]) => requiredWithDefaults(value, `${where}/${key}`))]
+}
+
+t.test('the OpenAPI document: no default-bearing input required, operationIds, 400/415/429 documented, servers, open health', async (t) => {
+  const app = await buildTestApp(t)
+  const doc = (await app.inject({ url: '/docs/json' })).json()
+  t.same(doc.servers, [{ url: '/', description: 'this gateway' }])
+  t.equal(doc.info.license.name, 'MIT')
+  const ids = new Set<string>()
+  let operations = 0
+  for (const [path, methods] of Object.entries(doc.paths as Record<string, Record<string, Record<string, any>>>)) {
+    for (const [method, operation] of Object.entries(methods)) {
+      const name = `${method.toUpperCase()} ${path}`
+      operations++
+      t.match(operation.operationId, /^[a-z][A-Za-z0-9]+$/, `${name}: operationId`)
+      t.notOk(ids.has(operation.operationId), `${name}: operationId is unique`)
+      ids.add(operation.operationId)
+      for (const parameter of operation.parameters ?? []) {
+        if (parameter.schema?.default !== undefined) t.equal(parameter.required, false, `${name}: ${parameter.name} has a default, so it is optional`)
+      }
+      t.same(requiredWithDefaults(operation.requestBody, `${name} body`), [], `${name}: no body field with a default is required`)
+      const validates = (operation.parameters ?? []).length > 0 || operation.requestBody !== undefined
+      if (validates) t.ok(operation.responses['400']?.content?.['application/json']?.schema !== undefined, `${name}: documents 400`)
+      if (operation.requestBody !== undefined) t.ok(operation.responses['415'] !== undefined, `${name}: documents 415`)
+      if (operation.security.length > 0) t.ok(operation.responses['429'] !== undefined, `${name}: documents the admin lockout 429`)
+    }
+  }
+  t.ok(operations >= 30, `${operations} operations checked`)
+  t.same(doc.paths['/health'].get.security, [])
+  t.same(doc.paths['/ready'].get.security, [])
+  t.equal(doc.paths['/admin/routes/{id}'].get.operationId, 'getAdminRoutesById')
+  const limit = doc.paths['/admin/routes'].get.parameters.find((parameter: { name: string }) => parameter.name === 'limit')
+  t.same(limit, { schema: { minimum: 1, maximum: 1000, default: 100, type: 'integer' }, in: 'query', name: 'limit', required: false, description: 'items per page' })
+  const top = doc.paths['/admin/audit/stats'].get.parameters.find((parameter: { name: string }) => parameter.name === 'top')
+  t.equal(top.required, false)
+  const filter = doc.paths['/admin/filters'].post.requestBody.content['application/json'].schema
+  t.same(filter.required, ['action'])
+  const consumer = doc.paths['/admin/consumers'].post.requestBody.content['application/json'].schema
+  t.same(consumer.required, ['name'])
+  t.same(consumer.properties.rateLimit.required, ['max'])
+})
+
+t.test('the documented 415 is what a non-JSON admin body gets', async (t) => {
+  const app = await buildTestApp(t)
+  const response = await app.inject({ method: 'POST', url: '/admin/consumers', headers: { ...adminHeaders, 'content-type': 'text/plain' }, payload: 'name=alice' })
+  t.equal(response.statusCode, 415)
+  t.equal(response.json().statusCode, 415)
+})
+
+t.test('/redoc renders /docs/json with ReDoc, every asset from the gateway, under a strict CSP', async (t) => {
+  const { url } = await startGateway(t)
+  for (const path of ['/redoc', '/redoc/']) {
+    const page = await httpRequest(`${url}${path}`)
+    t.equal(page.statusCode, 200, path)
+    t.equal(page.headers['content-type'], 'text/html; charset=utf-8')
+    const csp = String(page.headers['content-security-policy'])
+    t.match(csp, /^default-src 'none'; script-src 'self'; /, 'scripts only from the gateway')
+    t.notMatch(csp, /https?:|\*/, 'no external source is allowed')
+    t.match(page.body, '<redoc spec-url="/docs/json"></redoc>', 'the same document as /docs/json')
+    t.notMatch(page.body, /https?:\/\//, 'the page references nothing external')
+    const scripts = [...page.body.matchAll(/<script[^>]*\ssrc="([^"]+)"/g)].map((match) => match[1])
+    t.same(scripts, ['/redoc/redoc.standalone.js'], 'one script, served by the gateway')
+    t.same([...page.body.matchAll(/<(?:link|img|iframe)\b/g)], [], 'no stylesheets, images or frames to fetch')
+    for (const script of scripts) {
+      const asset = await httpRequest(`${url}${script}`)
+      t.equal(asset.statusCode, 200, script)
+      t.equal(asset.headers['content-type'], 'application/javascript; charset=utf-8')
+      t.ok(asset.body.length > 500_000, `${script}: the ReDoc bundle (${asset.body.length} bytes)`)
+      t.match(asset.body, 'redoc', 'it is ReDoc')
+      t.notMatch(asset.body, /fonts\.(googleapis|gstatic)\.com/, 'no external fonts')
+    }
+  }
+  const spec = await httpRequest(`${url}/docs/json`)
+  t.equal(spec.statusCode, 200)
+  t.equal(spec.json().openapi, '3.0.3')
 })
