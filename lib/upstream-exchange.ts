@@ -176,9 +176,10 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     const socket = this.reply.request.raw.socket
     if (socket.destroyed) return this.onClientClose()
     const pending = pendingBytesOf(socket)
-    if (pending !== this.pendingBytes) {
+    const progressed = pending < this.pendingBytes
+    this.pendingBytes = pending
+    if (progressed) {
       // It took something: slow, but reading.
-      this.pendingBytes = pending
       this.sendTimer?.refresh()
       return
     }
