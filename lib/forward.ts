@@ -10,7 +10,7 @@ import { addUpstreamResponseHeaders, connectionNamedHeaders, upstreamRequestHead
 import { unmapIPv4 } from './ip.js'
 import { routePrefixOf } from './route-matcher.js'
 import { StreamedBodyCollector } from './streamed-body-collector.js'
-import { type SendTimeoutError, UpstreamExchange } from './upstream-exchange.js'
+import { type SendTimeoutError, UpstreamExchange, UpstreamStatusError } from './upstream-exchange.js'
 import type { Target } from '../plugins/upstreams.js'
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'])
@@ -64,6 +64,8 @@ export function createForward (app: FastifyInstance): ForwardHandler {
       // Like forwardedProto: a trusted proxy's X-Forwarded-Host (TRUST_PROXY), else the client's Host.
       forwardedHost: request.host,
       via: raw.headers.via,
+      httpVersion: raw.httpVersion,
+      clientIp: context.clientIp,
       host: route.preserveHost ? raw.headers.host : undefined,
       consumerId: context.consumer?.id ?? null,
       consumerName: context.consumer?.name ?? null
@@ -168,6 +170,7 @@ const CONNECTION_FAILURES = new Set([
  * already waited timeoutMs, and the upstream may be acting on the request.
  */
 function upstreamFailure (err: unknown, timeoutMs: number): UpstreamFailure {
+  if (err instanceof UpstreamStatusError) return { error: gatewayErrors.upstreamBadStatus(err.status), retryable: false, targetFault: true }
   const code = (err as { code?: string }).code ?? 'unknown'
   if (code === 'UND_ERR_CONNECT_TIMEOUT') return { error: gatewayErrors.upstreamConnectTimeout(), retryable: true, targetFault: true }
   if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {

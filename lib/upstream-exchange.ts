@@ -8,6 +8,12 @@ export class ClientClosedError extends Error {
   constructor () { super('client closed the connection') }
 }
 
+/** Raised into undici when the upstream's status is not an HTTP status (contract section 3): answered 502. */
+export class UpstreamStatusError extends Error {
+  readonly code = 'GW_UPSTREAM_BAD_STATUS'
+  constructor (readonly status: number) { super(`upstream answered with status ${status}`) }
+}
+
 /** Raised into undici when the client was cut off for reading nothing (SEND_TIMEOUT_MS). */
 export class SendTimeoutError extends Error {
   constructor (readonly timeoutMs: number) { super(`client read nothing of the answer for ${timeoutMs} ms`) }
@@ -99,7 +105,9 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     if (this.clientGone) controller.abort(new ClientClosedError())
   }
 
-  onResponseStart (_controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+  onResponseStart (controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders): void {
+    // undici itself refuses a 101 nobody asked for and a status that is not three digits.
+    if (statusCode > 599) return controller.abort(new UpstreamStatusError(statusCode))
     this.statusCode = statusCode
     this.headers = headers
     this.resolveStarted(statusCode)

@@ -36,7 +36,7 @@ t.test('hundreds of aborted and dripping uploads while the upstream pool is satu
 
   const clients: Socket[] = []
   for (let i = 0; i < STALLED; i++) clients.push(upload(gateway.port, 100, 10))
-  const drippers = []
+  const drippers: NodeJS.Timeout[] = []
   for (let i = 0; i < DRIPPING; i++) {
     const socket = upload(gateway.port, 1000, 1)
     clients.push(socket)
