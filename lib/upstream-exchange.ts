@@ -46,6 +46,23 @@ export interface ExchangeHooks {
   sendTimeoutMs: number
 }
 
+/** True while the exchange writes from inside undici's parser (see resume). */
+let writingFromParser = false
+
+/** res.write(chunk), or res.end() for null, flagged as happening inside undici's parser. */
+function writeFromParser (res: FastifyReply['raw'], chunk: Buffer | null): boolean {
+  writingFromParser = true
+  try {
+    if (chunk === null) {
+      res.end()
+      return true
+    }
+    return res.write(chunk)
+  } finally {
+    writingFromParser = false
+  }
+}
+
 /** libuv's count of bytes still to write on a socket: it shrinks as a slow reader takes even part of a chunk. */
 interface SocketHandle { writeQueueSize?: number }
 
@@ -117,7 +134,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     if (!this.committed) this.commit()
     this.bodyBytes += chunk.length
     this.hooks.bodyChunk(this.bodyBytes, chunk.length)
-    if (!this.reply.raw.write(chunk)) {
+    if (!writeFromParser(this.reply.raw, chunk)) {
       controller.pause()
       this.reply.raw.once('drain', this.resume)
       this.awaitClient()
@@ -127,7 +144,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   onResponseEnd (): void {
     if (!this.committed) this.commit()
     const res = this.reply.raw
-    res.end()
+    writeFromParser(res, null)
     this.settle()
     // The upstream is done, but a client reading nothing would still hold the answer's tail.
     if (res.socket !== null && res.socket.writableNeedDrain) this.awaitClient()
@@ -154,6 +171,15 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
 
   private readonly resume = (): void => {
     this.waitingForClient = false
+    // A write in onResponseData can emit 'drain' synchronously, also for another answer on the
+    // same client connection (Node emits it for the response on the socket when a pipelined
+    // one behind it writes). An undici parser is running then, and resuming any parser from
+    // inside one fails undici's assertion: that resume waits for the next tick.
+    if (writingFromParser) return void process.nextTick(resumeLater, this)
+    this.resumeUpstream()
+  }
+
+  resumeUpstream (): void {
     // A 'drain' after the attempt ended must not reach undici: the request is gone.
     if (!this.done) this.controller?.resume()
   }
@@ -234,6 +260,8 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
 }
 
 function sendTimerFired (exchange: UpstreamExchange): void { exchange.checkClient() }
+
+function resumeLater (exchange: UpstreamExchange): void { exchange.resumeUpstream() }
 
 /** Bytes queued on the socket, in Node's buffer and in libuv's (which shrinks with partial writes). */
 function pendingBytesOf (socket: Socket): number {

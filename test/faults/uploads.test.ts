@@ -1,7 +1,7 @@
 import { connect, type Socket } from 'node:net'
 import t from 'tap'
 import { httpRequest, spawnGateway, startUpstream } from '../helper.js'
-import { addRoute, auditRows, countBy, countConnections, settle, sleep, targetStatus } from './drill.js'
+import { addRoute, auditRows, countBy, countConnections, settle, sleep, targetStatus, within } from './drill.js'
 
 /**
  * Issue 11 item 1: uploads past the pool's 128 connections wait in undici's queue; a client that
@@ -65,7 +65,7 @@ t.test('hundreds of aborted and dripping uploads while the upstream pool is satu
   t.equal(meanwhile.statusCode, 200, 'other routes are served while the pool is saturated')
 
   // REQUEST_TIMEOUT_MS cuts every remaining upload (slowhttptest -B), queued ones included.
-  const answered = await Promise.all(answers)
+  const answered = await within(Promise.all(answers), 15_000, 'every upload answered or closed')
   t.equal(gateway.process.exitCode, null, 'the process is still running')
   t.same(gateway.stderr.filter((line) => /Unhandled|Error: aborted/.test(line)), [], 'no unhandled error')
   const statuses = countBy(answered.filter((_, i) => !early.includes(clients[i])),
