@@ -27,6 +27,7 @@ import metricsRoute from './routes/metrics.js'
 import { version } from './lib/version.js'
 import { frameworkError } from './lib/gateway-reply.js'
 import { clientErrorHandler } from './lib/client-errors.js'
+import { deferContinue } from './lib/expect-continue.js'
 import { lazyChildLogger } from './lib/lazy-logger.js'
 
 declare module 'fastify' {
@@ -90,7 +91,9 @@ export async function buildApp (config: Readonly<Config>, options: BuildOptions 
       keepAliveTimeout: config.keepAliveTimeoutMs,
       connectionsCheckingInterval: Math.min(1000, config.headersTimeoutMs),
       maxHeaderSize: 16 * 1024
-    }, handler),
+    }, handler)
+      // No "100 Continue" before a 413: sent once the body is wanted (lib/expect-continue.ts).
+      .on('checkContinue', deferContinue(handler)),
     // What Node's parser rejects (408/431/400) is answered as JSON with a request id too.
     clientErrorHandler,
     // Router errors (a path it cannot percent-decode) as JSON with a request id too.

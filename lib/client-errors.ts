@@ -40,15 +40,41 @@ export function clientErrorHandler (this: FastifyInstance, err: NodeJS.ErrnoExce
   // As Node does: never write into a response whose head is already on the wire.
   const inFlight = (socket as Socket & { _httpMessage?: { headersSent: boolean } })._httpMessage
   if (socket.writable && (inFlight === undefined || inFlight === null || !inFlight.headersSent)) {
-    const error = STATUS_CODES[statusCode] ?? 'Error'
-    const body = JSON.stringify({ statusCode, error, message, requestId })
-    socket.end(`HTTP/1.1 ${statusCode} ${error}\r\n` +
-      'Content-Type: application/json; charset=utf-8\r\n' +
-      `Content-Length: ${Buffer.byteLength(body)}\r\n` +
-      `X-Request-Id: ${requestId}\r\n` +
-      'Connection: close\r\n\r\n' + body)
-    socket.destroySoon()
+    answerAndClose(socket, statusCode, message, requestId)
     return
   }
   socket.destroy()
 }
+
+/** The methods the proxy routes (plugins/proxy.ts), for Allow. */
+export const ROUTED_METHODS = 'DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT'
+
+export const CONNECT_ANSWER: ClientErrorAnswer = {
+  statusCode: 405,
+  message: 'CONNECT is not supported here: this listener is not a forward proxy',
+  outcome: 'no_route'
+}
+
+/**
+ * Node hands a CONNECT request to the server's 'connect' listeners with the raw socket, and
+ * destroys the socket without a word when there are none (contract section 13: answered, never
+ * silently dropped). The audit row is written by plugins/access-log.ts.
+ */
+export function answerConnect (socket: Socket, requestId: string): void {
+  socket.on('error', ignore)
+  answerAndClose(socket, CONNECT_ANSWER.statusCode, CONNECT_ANSWER.message, requestId, `Allow: ${ROUTED_METHODS}\r\n`)
+}
+
+/** The contract's JSON answer written straight to a socket Node's HTTP layer no longer serves; then closed. */
+function answerAndClose (socket: Socket, statusCode: number, message: string, requestId: string, extraHeaders = ''): void {
+  const error = STATUS_CODES[statusCode] ?? 'Error'
+  const body = JSON.stringify({ statusCode, error, message, requestId })
+  socket.end(`HTTP/1.1 ${statusCode} ${error}\r\n` +
+    'Content-Type: application/json; charset=utf-8\r\n' +
+    `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+    `X-Request-Id: ${requestId}\r\n` + extraHeaders +
+    'Connection: close\r\n\r\n' + body)
+  socket.destroySoon()
+}
+
+function ignore (): void {}

@@ -21,6 +21,7 @@ export const gatewayErrors = {
   notFound: (message = 'no route matches this request') => new GatewayError(404, 'GW_NO_ROUTE', message),
   tooLarge: (limit: number) => new GatewayError(413, 'GW_BODY_TOO_LARGE', `request body exceeds the limit of ${limit} bytes`),
   upstreamUnreachable: (detail: string) => new GatewayError(502, 'GW_UPSTREAM_UNREACHABLE', `upstream connection failed: ${detail}`),
+  upstreamBadStatus: (status: number) => new GatewayError(502, 'GW_UPSTREAM_BAD_STATUS', `upstream answered with status ${status}, outside 100–599`),
   noHealthyTarget: (retryAfterSeconds: number) => new GatewayError(503, 'GW_NO_HEALTHY_TARGET', 'no healthy upstream target', { 'retry-after': String(retryAfterSeconds) }),
   upstreamTimeout: (timeoutMs: number) => new GatewayError(504, 'GW_UPSTREAM_TIMEOUT', `upstream did not answer within ${timeoutMs} ms`),
   upstreamConnectTimeout: () => new GatewayError(504, 'GW_UPSTREAM_CONNECT_TIMEOUT', 'upstream connection timed out')

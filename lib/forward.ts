@@ -10,7 +10,7 @@ import { addUpstreamResponseHeaders, connectionNamedHeaders, upstreamRequestHead
 import { unmapIPv4 } from './ip.js'
 import { routePrefixOf } from './route-matcher.js'
 import { StreamedBodyCollector } from './streamed-body-collector.js'
-import { UpstreamExchange } from './upstream-exchange.js'
+import { type SendTimeoutError, UpstreamExchange, UpstreamStatusError } from './upstream-exchange.js'
 import type { Target } from '../plugins/upstreams.js'
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'])
@@ -39,6 +39,14 @@ export function createForward (app: FastifyInstance): ForwardHandler {
 
   function completed (reply: FastifyReply): void { accessLog.hijackedReplyCompleted(reply) }
 
+  /** A slow reader cut off: the client's doing, never the target's (contract section 13). */
+  function cutOff (reply: FastifyReply, err: SendTimeoutError): void {
+    const context = reply.request.gateway as GatewayContext
+    context.outcome = 'blocked'
+    context.detail = err.message
+  }
+  const sendTimeoutMs = app.config.sendTimeoutMs
+
   return async function forward (request, reply) {
     const context = request.gateway as GatewayContext
     const route = context.route as NonNullable<GatewayContext['route']>
@@ -56,6 +64,8 @@ export function createForward (app: FastifyInstance): ForwardHandler {
       // Like forwardedProto: a trusted proxy's X-Forwarded-Host (TRUST_PROXY), else the client's Host.
       forwardedHost: request.host,
       via: raw.headers.via,
+      httpVersion: raw.httpVersion,
+      clientIp: context.clientIp,
       host: route.preserveHost ? raw.headers.host : undefined,
       consumerId: context.consumer?.id ?? null,
       consumerName: context.consumer?.name ?? null
@@ -90,7 +100,9 @@ export function createForward (app: FastifyInstance): ForwardHandler {
           context.detail = `upstream failed mid-response: ${(err as { code?: string }).code ?? err.message}`
         },
         completed,
-        settled () { target.inFlight-- }
+        settled () { target.inFlight-- },
+        cutOff,
+        sendTimeoutMs
       })
       target.pool.dispatch({
         method: request.method as Dispatcher.HttpMethod,
@@ -113,7 +125,7 @@ export function createForward (app: FastifyInstance): ForwardHandler {
         if (exchange.clientGone || raw.socket.destroyed) {
           // Nobody is left to answer; the status is for the audit log (nginx's 499).
           upstreams.report(target, 'aborted')
-          reject(reply, context, 499, 'upstream_error', 'client closed the connection before the upstream answered')
+          reject(reply, context, 499, 'proxied', 'client closed the connection before the upstream answered')
           return
         }
         const failure = upstreamFailure(err, timeoutMs)
@@ -158,6 +170,7 @@ const CONNECTION_FAILURES = new Set([
  * already waited timeoutMs, and the upstream may be acting on the request.
  */
 function upstreamFailure (err: unknown, timeoutMs: number): UpstreamFailure {
+  if (err instanceof UpstreamStatusError) return { error: gatewayErrors.upstreamBadStatus(err.status), retryable: false, targetFault: true }
   const code = (err as { code?: string }).code ?? 'unknown'
   if (code === 'UND_ERR_CONNECT_TIMEOUT') return { error: gatewayErrors.upstreamConnectTimeout(), retryable: true, targetFault: true }
   if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
@@ -189,6 +202,11 @@ class AttemptBody extends Readable {
   constructor (private readonly source: Readable, private readonly counted: (bodyBytes: number, bytes: number) => void) {
     super()
     source.on('error', this.onError)
+    // The source's error (a client that aborts or is cut by REQUEST_TIMEOUT_MS) is re-emitted
+    // here. undici listens only once a connection takes the request; while the request waits
+    // in the pool's queue nobody does, and an 'error' without a listener kills the process.
+    // The attempt learns of the abort from the client's socket (UpstreamExchange.clientGone).
+    this.on('error', ignore)
   }
 
   override _read (): void {

@@ -16,13 +16,21 @@ const HOP_BY_HOP = new Set([
  */
 const REQUEST_ONLY_HOP = 'expect'
 
-/** Set by the gateway itself; a client's own copies are dropped. */
+/**
+ * Set by the gateway itself; a client's own copies are dropped. With them the client-IP claims
+ * the gateway did not verify (contract section 3): an upstream that trusts X-Real-IP or
+ * CF-Connecting-IP must only ever see the address the gateway decided on (TRUST_PROXY).
+ */
 const GATEWAY_OWNED = new Set([
   'host', 'x-request-id', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host',
-  'x-consumer-id', 'x-consumer-name', 'via', 'forwarded'
+  'x-consumer-id', 'x-consumer-name', 'via', 'forwarded',
+  'x-real-ip', 'true-client-ip', 'cf-connecting-ip', 'x-client-ip', 'x-cluster-client-ip'
 ])
 
+/** To the client: the gateway answers in HTTP/1.1. */
 const VIA = '1.1 gatehouse'
+/** Upstream: the protocol version the gateway received (RFC 9110 7.6.3). */
+const VIA_RECEIVED: Readonly<Record<string, string>> = { '1.1': VIA, '1.0': '1.0 gatehouse' }
 
 /** Response headers by lower-case name, as Fastify's reply.getHeaders() gives them and writeHead takes them. */
 export type ResponseHead = Record<string, string | number | string[] | undefined>
@@ -39,6 +47,10 @@ export interface UpstreamHeaderInput {
   forwardedHost: string | undefined
   /** The client's own Via header; ours is appended (RFC 9110 7.6.3: every forwarded message gets one). */
   via: string | undefined
+  /** The request's HTTP version ("1.1", "1.0"): what our Via entry names. */
+  httpVersion: string
+  /** The client IP as the gateway decided it (TRUST_PROXY), sent as X-Real-IP. */
+  clientIp: string
   /** Host to send when preserveHost; undefined lets the pool use the target's. */
   host: string | undefined
   consumerId: string | null
@@ -66,7 +78,9 @@ export function upstreamRequestHeaders (input: UpstreamHeaderInput): string[] {
   out.push('x-forwarded-for', input.forwardedFor)
   out.push('x-forwarded-proto', input.forwardedProto)
   if (input.forwardedHost !== undefined && input.forwardedHost !== '') out.push('x-forwarded-host', input.forwardedHost)
-  out.push('via', input.via === undefined || input.via === '' ? VIA : `${input.via}, ${VIA}`)
+  out.push('x-real-ip', input.clientIp)
+  const via = VIA_RECEIVED[input.httpVersion] ?? `${input.httpVersion} gatehouse`
+  out.push('via', input.via === undefined || input.via === '' ? via : `${input.via}, ${via}`)
   if (input.consumerId !== null) out.push('x-consumer-id', input.consumerId)
   if (input.consumerName !== null) out.push('x-consumer-name', input.consumerName)
   return out

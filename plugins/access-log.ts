@@ -1,9 +1,11 @@
+import { randomUUID } from 'node:crypto'
+import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { unmapIPv4 } from '../lib/ip.js'
 import { IsoClock } from '../lib/iso-clock.js'
-import { clientErrorAnswer, clientErrorRequestId } from '../lib/client-errors.js'
+import { answerConnect, clientErrorAnswer, clientErrorRequestId, CONNECT_ANSWER } from '../lib/client-errors.js'
 import type { Outcome } from '../lib/gateway-context.js'
 import type { NewAuditLogRow } from '../repositories/database.js'
 
@@ -78,6 +80,7 @@ const accessLogPlugin: FastifyPluginAsync = async (app) => {
   })
   // Before Fastify's clientErrorHandler, which destroys the socket.
   app.server.prependListener('clientError', onClientError)
+  app.server.on('connect', onConnectMethod)
 
   app.addHook('onRequest', function trackRequest (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
     metrics.requestStarted()
@@ -193,6 +196,18 @@ const accessLogPlugin: FastifyPluginAsync = async (app) => {
     metrics.recordRequest(null, method ?? 'OTHER', status, -1, outcome, 0, 0)
     app.log.info({ reqId: requestId, route: null, method, path, status, outcome, detail }, 'request completed')
     audit.recordRequest(requestRow(requestId, unmapIPv4(socket.remoteAddress ?? ''), method, path, status, outcome, null, null, detail))
+  }
+
+  /** A CONNECT on the main listener (Node's 'connect' event): answered 405 and recorded like a refused request. */
+  function onConnectMethod (req: IncomingMessage, socket: Socket): void {
+    const requestId = randomUUID()
+    answerConnect(socket, requestId)
+    const { statusCode: status, outcome, message } = CONNECT_ANSWER
+    // The authority-form target ("host:443") is what a CONNECT asks for; it has no path.
+    const target = (req.url ?? '').slice(0, 2048)
+    metrics.recordRequest(null, 'CONNECT', status, -1, outcome, 0, 0)
+    app.log.info({ reqId: requestId, route: null, method: 'CONNECT', path: target, status, outcome }, 'request completed')
+    audit.recordRequest(requestRow(requestId, unmapIPv4(socket.remoteAddress ?? ''), 'CONNECT', target, status, outcome, null, req.headers['user-agent'] ?? null, message))
   }
 }
 

@@ -29,6 +29,8 @@ export interface Config {
   keepAliveTimeoutMs: number
   /** Client connections one listener holds; beyond it new ones are closed at once. */
   maxConnections: number
+  /** A client that takes none of an answer for this long is cut off (contract section 13). */
+  sendTimeoutMs: number
   shutdownDelayMs: number
   shutdownGraceMs: number
 }
@@ -105,6 +107,8 @@ export function loadConfig (env: Env): Readonly<Config> {
     requestTimeoutMs,
     keepAliveTimeoutMs: integer('KEEP_ALIVE_TIMEOUT_MS', 72_000, 1),
     maxConnections: integer('MAX_CONNECTIONS', 10_000, 1, 1_000_000),
+    // Node's timers take at most 2^31-1 ms.
+    sendTimeoutMs: integer('SEND_TIMEOUT_MS', 60_000, 1, 2_147_483_647),
     shutdownDelayMs: integer('SHUTDOWN_DELAY_MS', 0, 0),
     shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', 25_000, 0)
   })

@@ -6,6 +6,7 @@ import { unmapIPv4 } from '../lib/ip.js'
 import type { GatewayContext } from '../lib/gateway-context.js'
 import { reject } from '../lib/gateway-reply.js'
 import { normalizePath } from '../lib/normalize-path.js'
+import { sendContinue } from '../lib/expect-continue.js'
 import { chainStages } from '../lib/stage-chain.js'
 import { hostName } from '../lib/route-matcher.js'
 
@@ -112,6 +113,8 @@ function checkDeclaredBodySize (request: FastifyRequest, reply: FastifyReply, do
     if (size > limit) return void reject(reply, context, 413, 'too_large', `request body exceeds the limit of ${limit} bytes`, CLOSE)
     context.bytesIn = size
   }
+  // Every stage passed: the body is wanted now (app.ts defers Node's automatic 100 Continue).
+  sendContinue(request.raw, reply.raw)
   done()
 }
 

@@ -177,7 +177,7 @@ const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url))
 const GATEWAY_VARIABLES = ['PORT', 'HOST', 'DATABASE_URL', 'ADMIN_TOKEN', 'REDIS_URL', 'TRUST_PROXY', 'WORKERS',
   'LOG_LEVEL', 'BODY_LIMIT', 'UPSTREAM_TIMEOUT_MS', 'RATE_LIMIT_MAX', 'RATE_LIMIT_WINDOW_MS', 'CORS_ORIGINS',
   'AUDIT_RETENTION_DAYS', 'HEADERS_TIMEOUT_MS', 'REQUEST_TIMEOUT_MS', 'KEEP_ALIVE_TIMEOUT_MS',
-  'MAX_CONNECTIONS', 'SHUTDOWN_DELAY_MS', 'SHUTDOWN_GRACE_MS']
+  'MAX_CONNECTIONS', 'SEND_TIMEOUT_MS', 'SHUTDOWN_DELAY_MS', 'SHUTDOWN_GRACE_MS']
 
 /** A port nobody listens on right now (the process needs a real number: PORT=0 would hide it). */
 export async function freePort (): Promise<number> {

@@ -1,6 +1,7 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RequestPayload } from 'fastify'
 import { errorBody } from '../../lib/errors.js'
 import { schemaErrorMessage } from '../../lib/schema-errors.js'
+import { sendContinue } from '../../lib/expect-continue.js'
 import { checkBody } from '../../schemas/defaults.js'
 import auditAdmin from './audit.js'
 import consumersAdmin from './consumers.js'
@@ -32,6 +33,9 @@ export default async function admin (app: FastifyInstance): Promise<void> {
   app.setSchemaErrorFormatter(schemaErrorMessage)
   // Every body is checked strictly (no type coercion) with defaults filled; see schemas/defaults.ts.
   app.addHook('preValidation', checkBody)
+  // The deferred 100 Continue (lib/expect-continue.ts), once the token passed and the declared
+  // body is within the limit: never before a 401 or a 413.
+  app.addHook('preParsing', continueIfWithinLimit)
 
   await app.register(routesAdmin, { prefix: '/routes' })
   await app.register(consumersAdmin, { prefix: '/consumers' })
@@ -48,6 +52,12 @@ export default async function admin (app: FastifyInstance): Promise<void> {
 }
 
 const ADMIN_METHODS = ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS']
+
+function continueIfWithinLimit (request: FastifyRequest, reply: FastifyReply, payload: RequestPayload, done: (err: null, payload: RequestPayload) => void): void {
+  const declared = request.headers['content-length']
+  if (declared === undefined || Number(declared) <= request.routeOptions.bodyLimit) sendContinue(request.raw, reply.raw)
+  done(null, payload)
+}
 
 function echoRequestId (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
   reply.header('x-request-id', request.id)

@@ -22,6 +22,7 @@ t.test('defaults are the contract section 1 table', async (t) => {
     requestTimeoutMs: 60_000,
     keepAliveTimeoutMs: 72_000,
     maxConnections: 10_000,
+    sendTimeoutMs: 60_000,
     shutdownDelayMs: 0,
     shutdownGraceMs: 25_000
   })
@@ -56,6 +57,7 @@ t.test('every variable is read', async (t) => {
     REQUEST_TIMEOUT_MS: '3000',
     KEEP_ALIVE_TIMEOUT_MS: '4000',
     MAX_CONNECTIONS: '20',
+    SEND_TIMEOUT_MS: '4500',
     SHUTDOWN_DELAY_MS: '5000',
     SHUTDOWN_GRACE_MS: '6000'
   })
@@ -79,6 +81,7 @@ t.test('every variable is read', async (t) => {
     requestTimeoutMs: 3000,
     keepAliveTimeoutMs: 4000,
     maxConnections: 20,
+    sendTimeoutMs: 4500,
     shutdownDelayMs: 5000,
     shutdownGraceMs: 6000
   })
@@ -122,6 +125,9 @@ t.test('invalid values throw a ConfigError naming the variable', async (t) => {
     [{ MAX_CONNECTIONS: '0' }, 'MAX_CONNECTIONS', /must be between 1 and 1000000, got 0/],
     [{ MAX_CONNECTIONS: '1e4' }, 'MAX_CONNECTIONS', /must be a whole number, got "1e4"/],
     [{ MAX_CONNECTIONS: '2000000' }, 'MAX_CONNECTIONS', /must be between 1 and 1000000, got 2000000/],
+    [{ SEND_TIMEOUT_MS: '0' }, 'SEND_TIMEOUT_MS', /between 1 and 2147483647, got 0/],
+    [{ SEND_TIMEOUT_MS: '2147483648' }, 'SEND_TIMEOUT_MS', /between 1 and 2147483647/],
+    [{ SEND_TIMEOUT_MS: '1m' }, 'SEND_TIMEOUT_MS', /whole number/],
     [{ SHUTDOWN_DELAY_MS: 'soon' }, 'SHUTDOWN_DELAY_MS', /whole number/],
     [{ SHUTDOWN_GRACE_MS: '-5' }, 'SHUTDOWN_GRACE_MS', /whole number/]
   ]
@@ -161,7 +167,7 @@ t.test('.env.example and the README list every variable, and .env.example shows 
   const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')
   const variables = ['PORT', 'HOST', 'DATABASE_URL', 'ADMIN_TOKEN', 'REDIS_URL', 'REDIS_TIMEOUT_MS', 'TRUST_PROXY', 'WORKERS', 'LOG_LEVEL',
     'BODY_LIMIT', 'UPSTREAM_TIMEOUT_MS', 'RATE_LIMIT_MAX', 'RATE_LIMIT_WINDOW_MS', 'CORS_ORIGINS', 'AUDIT_RETENTION_DAYS',
-    'HEADERS_TIMEOUT_MS', 'REQUEST_TIMEOUT_MS', 'KEEP_ALIVE_TIMEOUT_MS', 'MAX_CONNECTIONS', 'SHUTDOWN_DELAY_MS', 'SHUTDOWN_GRACE_MS']
+    'HEADERS_TIMEOUT_MS', 'REQUEST_TIMEOUT_MS', 'KEEP_ALIVE_TIMEOUT_MS', 'MAX_CONNECTIONS', 'SEND_TIMEOUT_MS', 'SHUTDOWN_DELAY_MS', 'SHUTDOWN_GRACE_MS']
   for (const name of variables) {
     t.match(example, new RegExp(`^#? ?${name}=`, 'm'), `.env.example has ${name}`)
     t.match(readme, new RegExp('`' + name + '`'), `README has ${name}`)

@@ -77,7 +77,7 @@ t.test('hop-by-hop headers, headers named in Connection and underscore names are
   ].join('\r\n'))
   t.equal(response.statusCode, 200)
   const names = (seen?.rawHeaders ?? []).filter((_, i) => i % 2 === 0).map((name) => name.toLowerCase())
-  t.same(names, ['host', 'connection', 'x-kept', 'x-request-id', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'via'])
+  t.same(names, ['host', 'connection', 'x-kept', 'x-request-id', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-real-ip', 'via'])
   t.equal(seen?.headers.connection, 'keep-alive', 'the gateway keeps its own upstream connection alive')
   t.equal(seen?.headers['x-kept'], 'kept')
 })
@@ -150,6 +150,34 @@ t.test('Via: added upstream and on responses, appended to existing ones', async 
   const { response, seen } = await raw('GET /echo/via HTTP/1.1\r\nHost: a.test\r\nVia: 1.0 edge\r\nConnection: close\r\n')
   t.equal(seen?.headers.via, '1.0 edge, 1.1 gatehouse')
   t.equal(response.headers.via, '1.1 gatehouse')
+})
+
+t.test('Via sent upstream names the protocol version received: 1.0 for an HTTP/1.0 request', async (t) => {
+  const old = await raw('GET /echo/via HTTP/1.0\r\nHost: a.test\r\n')
+  t.equal(old.seen?.headers.via, '1.0 gatehouse')
+  t.equal(old.response.headers.via, '1.1 gatehouse', 'the answer is HTTP/1.1, from us')
+  const chained = await raw('GET /echo/via HTTP/1.0\r\nHost: a.test\r\nVia: 1.0 edge\r\n')
+  t.equal(chained.seen?.headers.via, '1.0 edge, 1.0 gatehouse')
+})
+
+t.test('client-IP claims never reach the upstream as sent; X-Real-IP is the client IP the gateway decided on', async (t) => {
+  const claims = ['Forwarded: for=6.6.6.6', 'X-Real-IP: 6.6.6.6', 'True-Client-IP: 6.6.6.6', 'CF-Connecting-IP: 6.6.6.6',
+    'X-Client-IP: 6.6.6.6', 'X-Cluster-Client-IP: 6.6.6.6', 'x-real-ip: 6.6.6.7']
+  const { response, seen } = await raw(`GET /echo/ip HTTP/1.1\r\nHost: a.test\r\n${claims.join('\r\n')}\r\nConnection: close\r\n`)
+  t.equal(response.statusCode, 200)
+  t.equal(seen?.headers['x-real-ip'], '127.0.0.1')
+  t.same(seen?.rawHeaders.filter((name) => name.toLowerCase() === 'x-real-ip'), ['x-real-ip'], 'exactly one X-Real-IP')
+  for (const name of ['forwarded', 'true-client-ip', 'cf-connecting-ip', 'x-client-ip', 'x-cluster-client-ip']) {
+    t.equal(seen?.headers[name], undefined, `${name} dropped`)
+  }
+
+  // Behind a trusted proxy, the client IP it reported.
+  const trusting = await startGateway(t, { env: { TRUST_PROXY: '1' } })
+  await createRoute(trusting.app, { name: 'echo', path: '/echo', targets: [{ url: upstream.url, weight: 1 }] })
+  const before = upstream.requests.length
+  await rawHttp(trusting.port, 'GET /echo/ip HTTP/1.1\r\nHost: a.test\r\nX-Forwarded-For: 203.0.113.9\r\nX-Real-IP: 6.6.6.6\r\nConnection: close\r\n\r\n')
+  t.equal(upstream.requests.length, before + 1)
+  t.equal(last().headers['x-real-ip'], '203.0.113.9')
 })
 
 // Response side: an upstream that sends hop-by-hop headers, several cookies, its own request id and Via.

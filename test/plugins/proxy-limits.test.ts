@@ -107,6 +107,27 @@ t.test('a declared body over the route bodyLimit is 413 before the upstream is c
   t.same(seen, [])
 })
 
+t.test('Expect: 100-continue with a declared body over the limit gets the 413 only, no 100 Continue first', async (t) => {
+  const exchange = await rawExchange(port, 'POST /small/x HTTP/1.1\r\nHost: a.test\r\nExpect: 100-continue\r\nContent-Length: 1001\r\n\r\n', { timeoutMs: 2000 })
+  t.match(exchange.text, /^HTTP\/1\.1 413 Payload Too Large\r\n/)
+  t.notMatch(exchange.text, /100 Continue/)
+  assertJsonError(t, parseRaw(exchange.text), 413, 'request body exceeds the limit of 1000 bytes')
+  t.equal(exchange.closedByServer, true)
+  t.same(seen, [])
+})
+
+t.test('Expect: 100-continue within the limit gets 100 Continue, then the body is forwarded', async (t) => {
+  const exchange = await rawExchange(port, 'POST /small/x HTTP/1.1\r\nHost: a.test\r\nExpect: 100-continue\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n', { then: 'a'.repeat(1000) })
+  t.match(exchange.text, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK\r\n/)
+  t.equal(parseRaw(exchange.text.slice(exchange.text.indexOf('HTTP/1.1 200'))).body, 'got 1000')
+})
+
+t.test('Expect: 100-continue refused by a policy before the body limit gets no 100 Continue either (404 here)', async (t) => {
+  const exchange = await rawExchange(port, 'POST /nowhere HTTP/1.1\r\nHost: a.test\r\nExpect: 100-continue\r\nContent-Length: 10\r\nConnection: close\r\n\r\n', { timeoutMs: 2000 })
+  t.match(exchange.text, /^HTTP\/1\.1 404 Not Found\r\n/)
+  t.notMatch(exchange.text, /100 Continue/)
+})
+
 t.test('a body exactly at the limit passes', async (t) => {
   const response = parseRaw(await rawHttp(port, `POST /small/x HTTP/1.1\r\nHost: a.test\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n${'a'.repeat(1000)}`))
   t.equal(response.statusCode, 200)
