@@ -1,14 +1,18 @@
 import fp from 'fastify-plugin'
-import type { FastifyPluginAsync, onRequestHookHandler } from 'fastify'
+import rateLimit from '@fastify/rate-limit'
+import type { FastifyPluginAsync, onRequestAsyncHookHandler } from 'fastify'
 import { resolveAdminTokenHash, sha256, tokenMatches } from '../lib/admin-token.js'
-import { errorBody } from '../lib/errors.js'
+import { errorBody, GatewayError } from '../lib/errors.js'
+import { FailureWindow, failureStore } from '../lib/failure-window.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     /** onRequest hook guarding /admin/* and /metrics with the admin bearer token. */
-    requireAdmin: onRequestHookHandler
+    requireAdmin: onRequestAsyncHookHandler
   }
 }
+
+const FAILURE_WINDOW_MS = 60_000
 
 const adminAuthPlugin: FastifyPluginAsync = async (app) => {
   // A generated token's hash lives in the database; it is saved with the configuration
@@ -20,21 +24,44 @@ const adminAuthPlugin: FastifyPluginAsync = async (app) => {
   }, (saved: string | null) => { if (saved !== null) tokenHash = Buffer.from(saved, 'hex') })
   if (app.config.adminToken !== null) tokenHash = sha256(app.config.adminToken)
 
-  const requireAdmin: onRequestHookHandler = (request, reply, done) => {
+  // Brute-force guard (docs/admin-api.md): an IP with more than ADMIN_AUTH_MAX_FAILURES failed
+  // attempts in its current minute is refused with 429, right token or not, until the minute
+  // ends. @fastify/rate-limit decides and answers; its store only reads the failures counted
+  // below, so successful requests never use up the allowance. Counted per process.
+  const failures = new FailureWindow(FAILURE_WINDOW_MS)
+  await app.register(rateLimit, {
+    global: false,
+    store: failureStore(failures),
+    max: app.config.adminAuthMaxFailures,
+    timeWindow: FAILURE_WINDOW_MS,
+    // request.ip is the client as TRUST_PROXY decides it.
+    keyGenerator: (request) => request.ip,
+    addHeaders: { 'x-ratelimit-limit': false, 'x-ratelimit-remaining': false, 'x-ratelimit-reset': false, 'retry-after': true },
+    addHeadersOnExceeding: { 'x-ratelimit-limit': false, 'x-ratelimit-remaining': false, 'x-ratelimit-reset': false },
+    errorResponseBuilder: (request, context) => new GatewayError(429, 'GW_ADMIN_AUTH_LIMITED',
+      `more than ${context.max} failed admin token attempts from ${request.ip} within a minute; retry in ${Math.ceil(context.ttl / 1000)} s`)
+  })
+  // Options live on the registration above: the plugin builds its store there, once.
+  const refuseLimitedClient = app.rateLimit()
+
+  const requireAdmin: onRequestAsyncHookHandler = async (request, reply) => {
+    await refuseLimitedClient.call(app, request, reply)
     const header = request.headers.authorization
     // Node keeps only the first of two Authorization lines (traps.md #5): refuse, never guess.
     if (countHeader(request.raw.rawHeaders, 'authorization') > 1) {
-      return void reply.code(400).send(errorBody(400, 'duplicate authorization header', request.id))
+      return reply.code(400).send(errorBody(400, 'duplicate authorization header', request.id))
     }
     if (tokenHash === null) {
-      return void reply.code(503).header('retry-after', '5')
+      return reply.code(503).header('retry-after', '5')
         .send(errorBody(503, 'database unavailable: the generated admin token is not known until the database answers (or set ADMIN_TOKEN)', request.id))
     }
     const authorized = typeof header === 'string' &&
       header.length > 7 && header.slice(0, 7).toLowerCase() === 'bearer ' &&
       tokenMatches(header.slice(7).trim(), tokenHash)
-    if (authorized) return done()
-    reply.code(401).header('www-authenticate', 'Bearer realm="gatehouse-admin"')
+    if (authorized) return
+    // A request without a token guesses nothing; only a wrong token is a failed attempt.
+    if (header !== undefined) failures.record(request.ip)
+    return reply.code(401).header('www-authenticate', 'Bearer realm="gatehouse-admin"')
       .send(errorBody(401, header === undefined ? 'missing admin bearer token' : 'invalid admin bearer token', request.id))
   }
   app.decorate('requireAdmin', requireAdmin)

@@ -14,6 +14,10 @@ export interface Config {
   redisUrl: string | null
   /** Longest a request waits for one Redis command before failing open (contract section 13). */
   redisTimeoutMs: number
+  /** Wrong admin tokens one client IP may send in a minute before it is refused with 429. */
+  adminAuthMaxFailures: number
+  /** Exact origins answered with CORS headers on the admin API; empty: none. */
+  adminCorsOrigins: string[]
   /** Handed to Fastify's `trustProxy`: false, a hop count, or a list of CIDRs/addresses. */
   trustProxy: boolean | number | string[]
   workers: number
@@ -92,6 +96,8 @@ export function loadConfig (env: Env): Readonly<Config> {
     host: read('HOST') ?? '0.0.0.0',
     databaseUrl,
     adminToken,
+    adminAuthMaxFailures: integer('ADMIN_AUTH_MAX_FAILURES', 30, 1, 1_000_000),
+    adminCorsOrigins: parseAdminOrigins(read('ADMIN_CORS_ORIGINS')),
     redisUrl,
     redisTimeoutMs: integer('REDIS_TIMEOUT_MS', 100, 1, 60_000),
     trustProxy: parseTrustProxy(read('TRUST_PROXY')),
@@ -148,6 +154,18 @@ function parseOrigins (raw: string | undefined): string[] | null {
   for (const origin of origins) {
     if (origin !== '*' && !/^https?:\/\/[^/\s]+$/.test(origin)) {
       throw new ConfigError('CORS_ORIGINS', `"${origin}" is not "*" or an origin like https://app.example.com`)
+    }
+  }
+  return origins
+}
+
+/** Exact origins only: no "*" and no patterns, since the admin API carries the admin token. */
+function parseAdminOrigins (raw: string | undefined): string[] {
+  if (raw === undefined) return []
+  const origins = raw.split(',').map((origin) => origin.trim()).filter(Boolean)
+  for (const origin of origins) {
+    if (!/^https?:\/\/[^/\s*]+$/.test(origin)) {
+      throw new ConfigError('ADMIN_CORS_ORIGINS', `"${origin}" is not an exact origin like https://dashboard.example.com (no "*", no path)`)
     }
   }
   return origins

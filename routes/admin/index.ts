@@ -1,4 +1,6 @@
+import cors from '@fastify/cors'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RequestPayload } from 'fastify'
+import { adminCorsOptions } from '../../lib/admin-cors.js'
 import { errorBody } from '../../lib/errors.js'
 import { schemaErrorMessage } from '../../lib/schema-errors.js'
 import { sendContinue } from '../../lib/expect-continue.js'
@@ -13,11 +15,14 @@ import systemAdmin from './system.js'
 
 /**
  * /admin/*: one encapsulated scope so the admin-token hook covers every resource here and
- * nothing outside. No CORS plugin is registered in this scope: the admin API never answers
- * a preflight permissively (contract section 2).
+ * nothing outside. CORS only for the exact origins of ADMIN_CORS_ORIGINS; without any, no CORS
+ * plugin is registered here: the admin API never answers a preflight permissively (contract
+ * section 2).
  */
 export default async function admin (app: FastifyInstance): Promise<void> {
   app.addHook('onRequest', echoRequestId)
+  // Before the token check: a browser's preflight carries no Authorization header.
+  if (app.config.adminCorsOrigins.length > 0) await app.register(cors, adminCorsOptions(app.config.adminCorsOrigins))
   app.addHook('onRequest', app.requireAdmin)
   // JSON in and out (contract section 4): any other body type is 415, not a string to validate.
   app.removeContentTypeParser('text/plain')

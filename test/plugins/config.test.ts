@@ -7,6 +7,8 @@ t.test('defaults are the contract section 1 table', async (t) => {
     host: '0.0.0.0',
     databaseUrl: 'sqlite:./data/gatehouse.db',
     adminToken: null,
+    adminAuthMaxFailures: 30,
+    adminCorsOrigins: [],
     redisUrl: null,
     redisTimeoutMs: 100,
     trustProxy: false,
@@ -42,6 +44,8 @@ t.test('every variable is read', async (t) => {
     HOST: '127.0.0.1',
     DATABASE_URL: 'postgres://gatehouse@db/gatehouse',
     ADMIN_TOKEN: 'a-long-enough-admin-token',
+    ADMIN_AUTH_MAX_FAILURES: '5',
+    ADMIN_CORS_ORIGINS: 'https://dash.example.com, http://localhost:5173',
     REDIS_URL: 'redis://127.0.0.1:6379/2',
     REDIS_TIMEOUT_MS: '250',
     TRUST_PROXY: '10.0.0.0/8, 192.168.1.7,2001:db8::/32',
@@ -66,6 +70,8 @@ t.test('every variable is read', async (t) => {
     host: '127.0.0.1',
     databaseUrl: 'postgres://gatehouse@db/gatehouse',
     adminToken: 'a-long-enough-admin-token',
+    adminAuthMaxFailures: 5,
+    adminCorsOrigins: ['https://dash.example.com', 'http://localhost:5173'],
     redisUrl: 'redis://127.0.0.1:6379/2',
     redisTimeoutMs: 250,
     trustProxy: ['10.0.0.0/8', '192.168.1.7', '2001:db8::/32'],
@@ -104,6 +110,12 @@ t.test('invalid values throw a ConfigError naming the variable', async (t) => {
     [{ DATABASE_URL: 'mysql://x' }, 'DATABASE_URL', /"mysql:\/\/x"/],
     [{ DATABASE_URL: 'sqlite:' }, 'DATABASE_URL', /sqlite:PATH/],
     [{ ADMIN_TOKEN: 'short' }, 'ADMIN_TOKEN', /at least 16 characters/],
+    [{ ADMIN_AUTH_MAX_FAILURES: '0' }, 'ADMIN_AUTH_MAX_FAILURES', /between 1 and 1000000, got 0/],
+    [{ ADMIN_AUTH_MAX_FAILURES: 'ten' }, 'ADMIN_AUTH_MAX_FAILURES', /whole number, got "ten"/],
+    [{ ADMIN_CORS_ORIGINS: '*' }, 'ADMIN_CORS_ORIGINS', /"\*" is not an exact origin/],
+    [{ ADMIN_CORS_ORIGINS: 'https://*.example.com' }, 'ADMIN_CORS_ORIGINS', /"https:\/\/\*\.example\.com" is not an exact origin/],
+    [{ ADMIN_CORS_ORIGINS: 'https://dash.example.com/' }, 'ADMIN_CORS_ORIGINS', /no path/],
+    [{ ADMIN_CORS_ORIGINS: 'dash.example.com' }, 'ADMIN_CORS_ORIGINS', /"dash\.example\.com"/],
     [{ REDIS_URL: 'localhost:6379' }, 'REDIS_URL', /redis:\/\//],
     [{ REDIS_TIMEOUT_MS: '0' }, 'REDIS_TIMEOUT_MS', /between 1 and 60000, got 0/],
     [{ REDIS_TIMEOUT_MS: '100ms' }, 'REDIS_TIMEOUT_MS', /whole number, got "100ms"/],
@@ -165,7 +177,7 @@ t.test('.env.example and the README list every variable, and .env.example shows 
   const { readFileSync } = await import('node:fs')
   const example = readFileSync(new URL('../../.env.example', import.meta.url), 'utf8')
   const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')
-  const variables = ['PORT', 'HOST', 'DATABASE_URL', 'ADMIN_TOKEN', 'REDIS_URL', 'REDIS_TIMEOUT_MS', 'TRUST_PROXY', 'WORKERS', 'LOG_LEVEL',
+  const variables = ['PORT', 'HOST', 'DATABASE_URL', 'ADMIN_TOKEN', 'ADMIN_AUTH_MAX_FAILURES', 'ADMIN_CORS_ORIGINS', 'REDIS_URL', 'REDIS_TIMEOUT_MS', 'TRUST_PROXY', 'WORKERS', 'LOG_LEVEL',
     'BODY_LIMIT', 'UPSTREAM_TIMEOUT_MS', 'RATE_LIMIT_MAX', 'RATE_LIMIT_WINDOW_MS', 'CORS_ORIGINS', 'AUDIT_RETENTION_DAYS',
     'HEADERS_TIMEOUT_MS', 'REQUEST_TIMEOUT_MS', 'KEEP_ALIVE_TIMEOUT_MS', 'MAX_CONNECTIONS', 'SEND_TIMEOUT_MS', 'SHUTDOWN_DELAY_MS', 'SHUTDOWN_GRACE_MS']
   for (const name of variables) {
