@@ -27,6 +27,7 @@ const { values } = parseArgs({
 const count = Number(values.connections)
 const root = fileURLToPath(new URL('..', import.meta.url))
 const scratch = mkdtempSync(path.join(tmpdir(), 'gatehouse-idle-'))
+// eslint-disable-next-line prefer-const -- assigned below, after the exit handler that reads it
 let server
 process.on('exit', () => {
   try { server?.kill('SIGKILL') } catch {}

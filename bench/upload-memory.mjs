@@ -127,7 +127,7 @@ for (const proxy of proxies) {
   await measure(proxy, 'upload', async () => {
     const answer = await upload(proxy.port, total)
     // The sink answers the byte count it received (possibly in one chunk of a chunked answer).
-    if (!answer.startsWith('HTTP/1.1 200') || !answer.includes(`\r\n${total}\r\n`) && !answer.endsWith(`\r\n\r\n${total}`)) throw new Error(`${proxy.name} answered ${answer.slice(0, 300)}`)
+    if (!answer.startsWith('HTTP/1.1 200') || (!answer.includes(`\r\n${total}\r\n`) && !answer.endsWith(`\r\n\r\n${total}`))) throw new Error(`${proxy.name} answered ${answer.slice(0, 300)}`)
   })
   await measure(proxy, 'download', async () => {
     const { head, received } = await download(proxy.port, total)

@@ -1,11 +1,17 @@
 import cluster, { type Worker } from 'node:cluster'
 import type { FastifyBaseLogger } from 'fastify'
-import type { Config } from '../plugins/config.js'
-import { migrateToLatest, openDatabase } from '../plugins/db.js'
+import { migrateToLatest, openDatabase } from '../repositories/connection.js'
 import { resolveAdminTokenHash } from './admin-token.js'
 import { servePrimaryOperations } from './cluster-ipc.js'
 import { databaseProblem } from './database-errors.js'
 import { rateLimitOperations } from './sliding-window-cluster.js'
+
+/** The settings the primary itself uses (a Config from plugins/config.ts fits). */
+export interface HostConfig {
+  databaseUrl: string
+  adminToken: string | null
+  workers: number
+}
 
 /** A worker that exits within this long of starting counts as a crash for the backoff. */
 const STABLE_AFTER_MS = 10_000
@@ -22,7 +28,7 @@ const RETRY_MAX_MS = 5000
  * Migrations and the admin token, once per host. true when done; false while the database is
  * unreachable (logged); any other failure (a migration that fails) stops the host.
  */
-async function prepareDatabase (config: Readonly<Config>, log: FastifyBaseLogger): Promise<boolean> {
+async function prepareDatabase (config: Readonly<HostConfig>, log: FastifyBaseLogger): Promise<boolean> {
   const { db } = openDatabase(config.databaseUrl)
   try {
     await migrateToLatest(db)
@@ -43,7 +49,7 @@ async function prepareDatabase (config: Readonly<Config>, log: FastifyBaseLogger
  * port. A worker that dies is replaced (with backoff); SIGTERM/SIGINT drains every worker and
  * exits when all have exited: 0 when every one exited cleanly.
  */
-export async function runPrimary (config: Readonly<Config>, log: FastifyBaseLogger): Promise<void> {
+export async function runPrimary (config: Readonly<HostConfig>, log: FastifyBaseLogger): Promise<void> {
   // The database being away does not stop the host (contract section 13): the workers start
   // on the last configuration saved and wait for it; the migrations are retried here until
   // they ran, and the workers, which poll, load from the database once it has them.

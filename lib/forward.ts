@@ -11,7 +11,7 @@ import { unmapIPv4 } from './ip.js'
 import { routePrefixOf } from './route-matcher.js'
 import { StreamedBodyCollector } from './streamed-body-collector.js'
 import { type SendTimeoutError, UpstreamExchange, UpstreamStatusError } from './upstream-exchange.js'
-import type { Target } from '../plugins/upstreams.js'
+import type { Target } from './upstream-target.js'
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'])
 

@@ -30,7 +30,7 @@ const GATEWAY_OWNED = new Set([
 /** To the client: the gateway answers in HTTP/1.1. */
 const VIA = '1.1 gatehouse'
 /** Upstream: the protocol version the gateway received (RFC 9110 7.6.3). */
-const VIA_RECEIVED: Readonly<Record<string, string>> = { '1.1': VIA, '1.0': '1.0 gatehouse' }
+const VIA_RECEIVED: Readonly<Record<string, string>> = { 1.1: VIA, '1.0': '1.0 gatehouse' }
 
 /** Response headers by lower-case name, as Fastify's reply.getHeaders() gives them and writeHead takes them. */
 export type ResponseHead = Record<string, string | number | string[] | undefined>

@@ -1,10 +1,15 @@
 import { randomUUID } from 'node:crypto'
-import type { Config } from '../plugins/config.js'
 import { normalizePath } from './normalize-path.js'
 import type { Route, RouteInput } from '../schemas/route.js'
 
+/** The gateway-wide defaults a route without its own value takes (UPSTREAM_TIMEOUT_MS, BODY_LIMIT). */
+export interface RouteDefaults {
+  upstreamTimeoutMs: number
+  bodyLimit: number
+}
+
 /** A client's route fields → a full stored route, with the environment's defaults filled in. */
-export function buildRoute (input: RouteInput, config: Pick<Config, 'upstreamTimeoutMs' | 'bodyLimit'>, existing?: Pick<Route, 'id' | 'createdAt'>): Route {
+export function buildRoute (input: RouteInput, config: RouteDefaults, existing?: Pick<Route, 'id' | 'createdAt'>): Route {
   const now = new Date().toISOString()
   return {
     ...input,

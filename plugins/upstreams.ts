@@ -2,147 +2,12 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
 import { Counter, Gauge } from 'prom-client'
 import { Pool } from 'undici'
-import { type Balanceable, type Balancer, createBalancer } from '../lib/balancer.js'
-import {
-  ActiveHealthCheck,
-  DEFAULT_PASSIVE_HEALTH,
-  ejectionCooldownMs,
-  type PassiveHealthOptions,
-  type ProbedTarget
-} from '../lib/health-check.js'
+import { type Balancer, createBalancer } from '../lib/balancer.js'
+import { ActiveHealthCheck, DEFAULT_PASSIVE_HEALTH, type PassiveHealthOptions } from '../lib/health-check.js'
 import type { Route, RouteHealthCheck } from '../schemas/route.js'
+import { type AttemptResult, Target } from '../lib/upstream-target.js'
 
-/** How one attempt on a target ended, for passive health. */
-export type AttemptResult =
-  /** An answer below 500. */
-  | 'success'
-  /** Connect error, reset, timeout, or a 5xx answer. */
-  | 'failure'
-  /** Ended for a reason that says nothing about the target (client gone, body too large). */
-  | 'aborted'
-
-/**
- * One upstream target URL, shared by every route that lists it; its state (in flight,
- * passive and active health) survives route edits that keep the URL. Every state field
- * is a plain field so /admin/status and /metrics read it as it is.
- */
-export class Target implements Balanceable, ProbedTarget {
-  readonly origin: string
-  /** The target URL's own path without trailing slash ('' for none): a prefix of every forwarded path. */
-  readonly basePath: string
-  inFlight = 0
-  /** False while ejected (passive) or marked down by its active check. */
-  healthy = true
-  /** Failures in a row (connect errors, resets, timeouts, 5xx); any success resets it. */
-  consecutiveFailures = 0
-  /** Epoch ms the current ejection ends; after it, one trial request decides (half-open). null: not ejected. */
-  ejectedUntil: number | null = null
-  /** True while the one half-open trial request is under way. */
-  trialInFlight = false
-  /** Ejections in a row without a lasting recovery; grows the cool-down. */
-  ejectionStreak = 0
-  /** Ejections since the target was first used, for /metrics. */
-  ejectionsTotal = 0
-  /** The active check's verdict; null when no active check probes this target. */
-  activeHealthy: boolean | null = null
-  /** The active check's interval, for Retry-After while it says down. */
-  probeIntervalMs: number | null = null
-  private recoveredAt = 0
-
-  constructor (readonly url: string, readonly pool: Pool, private readonly passive: Readonly<PassiveHealthOptions>) {
-    const parsed = new URL(url)
-    this.origin = parsed.origin
-    this.basePath = parsed.pathname === '/' ? '' : parsed.pathname.replace(/\/+$/, '')
-  }
-
-  /** May a request be sent here now? A target past its cool-down admits exactly one (the trial). */
-  selectable (now: number): boolean {
-    if (this.activeHealthy === false) return false
-    return this.ejectedUntil === null || (now >= this.ejectedUntil && !this.trialInFlight)
-  }
-
-  /** Called for the chosen target; marks a half-open trial. */
-  chosen (): void {
-    if (this.ejectedUntil !== null) this.trialInFlight = true
-  }
-
-  /** Records one attempt's outcome; returns 'ejected' or 'recovered' when that changed the state. */
-  record (result: AttemptResult, now: number): 'ejected' | 'recovered' | null {
-    if (result === 'aborted') {
-      this.trialInFlight = false
-      return null
-    }
-    if (result === 'success') {
-      this.consecutiveFailures = 0
-      if (this.ejectedUntil === null) return null
-      if (!this.trialInFlight && now < this.ejectedUntil) return null // a request sent before the ejection
-      this.ejectedUntil = null
-      this.trialInFlight = false
-      this.recoveredAt = now
-      this.refreshHealthy()
-      return 'recovered'
-    }
-    this.consecutiveFailures++
-    if (this.trialInFlight) {
-      this.trialInFlight = false
-      this.eject(now)
-      return 'ejected'
-    }
-    if (this.ejectedUntil === null && this.consecutiveFailures >= this.passive.failures) {
-      this.eject(now)
-      return 'ejected'
-    }
-    return null
-  }
-
-  setActiveHealth (healthy: boolean | null, intervalMs: number | null): void {
-    const cameBack = healthy === true && this.activeHealthy === false
-    this.activeHealthy = healthy
-    this.probeIntervalMs = intervalMs
-    // A target the active check sees come back is given a clean slate, as Kong does:
-    // the probe is evidence the passive ejection's reason is gone.
-    if (cameBack) {
-      this.ejectedUntil = null
-      this.trialInFlight = false
-      this.consecutiveFailures = 0
-      this.ejectionStreak = 0
-    }
-    this.refreshHealthy()
-  }
-
-  /** How long until this target may take a request again (0: now). */
-  waitMs (now: number): number {
-    if (this.activeHealthy === false) return this.probeIntervalMs ?? 1000
-    if (this.ejectedUntil === null) return 0
-    return Math.max(0, this.ejectedUntil - now)
-  }
-
-  /** What /admin/status shows (the pool is not data). */
-  toJSON (): Record<string, unknown> {
-    return {
-      url: this.url,
-      healthy: this.healthy,
-      inFlight: this.inFlight,
-      consecutiveFailures: this.consecutiveFailures,
-      ejectedUntil: this.ejectedUntil === null ? null : new Date(this.ejectedUntil).toISOString(),
-      halfOpen: this.trialInFlight,
-      ejections: this.ejectionsTotal,
-      activeHealthy: this.activeHealthy
-    }
-  }
-
-  private eject (now: number): void {
-    if (this.recoveredAt !== 0 && now - this.recoveredAt > this.passive.maxCooldownMs) this.ejectionStreak = 0
-    this.ejectionStreak++
-    this.ejectionsTotal++
-    this.ejectedUntil = now + ejectionCooldownMs(this.passive, this.ejectionStreak)
-    this.refreshHealthy()
-  }
-
-  private refreshHealthy (): void {
-    this.healthy = this.activeHealthy !== false && this.ejectedUntil === null
-  }
-}
+export { type AttemptResult, Target } from '../lib/upstream-target.js'
 
 export interface Upstreams {
   /** Pick a target for this route, skipping `exclude`; null when none is usable. Count the request in `inFlight` yourself. */
@@ -342,6 +207,7 @@ function validateOptions (options: UpstreamsOptions, passive: PassiveHealthOptio
 function registerMetrics (app: FastifyInstance, upstreams: Upstreams, retries: () => number): void {
   const registers = [app.metrics.registry]
   const perTarget = (name: string, help: string, value: (target: Target) => number): void => {
+    // eslint-disable-next-line no-new -- prom-client registers the metric when it is built
     new Gauge({
       name,
       help,
@@ -358,6 +224,7 @@ function registerMetrics (app: FastifyInstance, upstreams: Upstreams, retries: (
   perTarget('gatehouse_upstream_target_ejected', '1 while the target is ejected by passive health checks (including its half-open trial)', (target) => target.ejectedUntil === null ? 0 : 1)
   perTarget('gatehouse_upstream_target_consecutive_failures', 'Failures in a row (connect errors, resets, timeouts, 5xx)', (target) => target.consecutiveFailures)
   perTarget('gatehouse_upstream_target_active_healthy', 'Active health check verdict: 1 up, 0 down, -1 not probed', (target) => target.activeHealthy === null ? -1 : target.activeHealthy ? 1 : 0)
+  // eslint-disable-next-line no-new -- prom-client registers the metric when it is built
   new Counter({
     name: 'gatehouse_upstream_target_ejections_total',
     help: 'Passive-health ejections of the target',
@@ -368,6 +235,7 @@ function registerMetrics (app: FastifyInstance, upstreams: Upstreams, retries: (
       for (const target of upstreams.targets()) this.inc({ target: target.url }, target.ejectionsTotal)
     }
   })
+  // eslint-disable-next-line no-new -- prom-client registers the metric when it is built
   new Counter({
     name: 'gatehouse_upstream_retries_total',
     help: 'Requests sent again to another target after a connection failure',

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import type { ConfigSection } from '../../plugins/config-sections.js'
+import type { ConfigSection } from '../config-section.js'
 import {
   deleteConsumer, insertConsumer, listAllConsumers, listCredentialReferences, updateConsumer
 } from '../../repositories/consumers.js'

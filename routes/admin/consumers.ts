@@ -3,7 +3,7 @@ import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { generateApiKey } from '../../lib/auth/api-key.js'
 import { hashPassword } from '../../lib/auth/password.js'
-import { applyConfigChange } from '../../lib/apply-change.js'
+import { applyConfigChange } from './apply-change.js'
 import { GatewayError } from '../../lib/errors.js'
 import {
   basicUsernameTaken, consumerNameTaken, deleteApiKey, deleteBasicCredential, deleteConsumer, findApiKey,

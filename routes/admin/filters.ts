@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import { applyConfigChange } from '../../lib/apply-change.js'
+import { applyConfigChange } from './apply-change.js'
 import { GatewayError } from '../../lib/errors.js'
 import { filterProblem } from '../../lib/ip-filters.js'
 import { buildFilter } from '../../plugins/filters.js'

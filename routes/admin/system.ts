@@ -1,7 +1,7 @@
 import { Type, type TObject, type TSchema } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import type { Kysely } from 'kysely'
-import { applyConfigChange } from '../../lib/apply-change.js'
+import { applyConfigChange } from './apply-change.js'
 import { GatewayError } from '../../lib/errors.js'
 import type { Database } from '../../repositories/database.js'
 import { ErrorSchema } from '../../schemas/common.js'

@@ -13,7 +13,7 @@ import { startPrivatePostgres, type PrivatePostgres } from './private-postgres.j
 interface AuditCount { rows: number, distinct: number, ids: Set<string> }
 
 async function loadRows (postgres: PrivatePostgres): Promise<AuditCount> {
-  const { rows } = await postgres.query<{ request_id: string }>(`select request_id from audit_log where request_id like 'load-%'`)
+  const { rows } = await postgres.query<{ request_id: string }>('select request_id from audit_log where request_id like \'load-%\'')
     .catch(async () => await postgres.query<{ request_id: string }>('select 1 where false'))
   return { rows: rows.length, distinct: new Set(rows.map((row) => row.request_id)).size, ids: new Set(rows.map((row) => row.request_id)) }
 }

@@ -76,7 +76,7 @@ t.test('HS256: every bad token gets the same 401 with an invalid_token Bearer ch
 
   const [header, payload, signature] = valid.split('.')
   const cases: Record<string, string> = {
-    'expired': await hs256({ ...good, exp: now() - 120 }),
+    expired: await hs256({ ...good, exp: now() - 120 }),
     'not yet valid': await hs256({ ...good, exp: now() + 600, nbf: now() + 300 }),
     'wrong audience': await hs256({ ...good, aud: 'someone-else', exp: now() + 60 }),
     'wrong issuer': await hs256({ ...good, iss: 'https://evil.example', exp: now() + 60 }),
@@ -85,11 +85,11 @@ t.test('HS256: every bad token gets the same 401 with an invalid_token Bearer ch
     'tampered payload': `${header}.${b64({ ...good, sub: 'admin', exp: now() + 60 })}.${signature}`,
     'alg none with a signature': `${b64({ alg: 'none', typ: 'JWT' })}.${payload}.${signature}`,
     'alg none unsigned': `${b64({ alg: 'none' })}.${payload}.`,
-    'HS512': await new SignJWT({ ...good, exp: now() + 60 }).setProtectedHeader({ alg: 'HS512' }).sign(new TextEncoder().encode(SECRET)),
+    HS512: await new SignJWT({ ...good, exp: now() + 60 }).setProtectedHeader({ alg: 'HS512' }).sign(new TextEncoder().encode(SECRET)),
     'sub missing': await hs256({ iss: good.iss, aud: good.aud, exp: now() + 60 }),
     'sub not a string': await hs256({ ...good, sub: 42 as unknown as string, exp: now() + 60 }),
     'sub with control characters': await hs256({ ...good, sub: 'ali\u0001ce', exp: now() + 60 }),
-    'garbage': 'not-a-jwt',
+    garbage: 'not-a-jwt',
     'two parts': `${header}.${payload}`
   }
   const requestIds: Record<string, string> = {}
@@ -113,7 +113,7 @@ t.test('HS256: every bad token gets the same 401 with an invalid_token Bearer ch
   const detail = Object.fromEntries(rows.map((row) => [row.request_id, row.detail]))
   const reasons = Object.fromEntries(Object.entries(requestIds).map(([name, id]) => [name, detail[id]]))
   t.same(reasons, {
-    'expired': 'invalid jwt: ERR_JWT_EXPIRED (exp)',
+    expired: 'invalid jwt: ERR_JWT_EXPIRED (exp)',
     'not yet valid': 'invalid jwt: ERR_JWT_CLAIM_VALIDATION_FAILED (nbf)',
     'wrong audience': 'invalid jwt: ERR_JWT_CLAIM_VALIDATION_FAILED (aud)',
     'wrong issuer': 'invalid jwt: ERR_JWT_CLAIM_VALIDATION_FAILED (iss)',
@@ -122,11 +122,11 @@ t.test('HS256: every bad token gets the same 401 with an invalid_token Bearer ch
     'tampered payload': 'invalid jwt: ERR_JWS_SIGNATURE_VERIFICATION_FAILED',
     'alg none with a signature': 'invalid jwt: ERR_JOSE_ALG_NOT_ALLOWED',
     'alg none unsigned': 'malformed bearer token',
-    'HS512': 'invalid jwt: ERR_JOSE_ALG_NOT_ALLOWED',
+    HS512: 'invalid jwt: ERR_JOSE_ALG_NOT_ALLOWED',
     'sub missing': 'claim sub missing or not a plain string',
     'sub not a string': 'claim sub missing or not a plain string',
     'sub with control characters': 'claim sub missing or not a plain string',
-    'garbage': 'malformed bearer token',
+    garbage: 'malformed bearer token',
     'two parts': 'malformed bearer token'
   })
 })

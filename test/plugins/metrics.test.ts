@@ -170,4 +170,3 @@ t.test('/metrics is in the OpenAPI document with the bearer scheme', async (t) =
   t.ok(doc.paths['/admin/audit/logs'].get, '/admin/audit/logs documented')
   t.ok(doc.paths['/admin/audit/stats'].get, '/admin/audit/stats documented')
 })
-

@@ -2,7 +2,7 @@ import { createServer } from 'node:net'
 import t, { type Test } from 'tap'
 import { Pool } from 'undici'
 import { ejectionCooldownMs } from '../../lib/health-check.js'
-import { Target } from '../../plugins/upstreams.js'
+import { Target } from '../../lib/upstream-target.js'
 import { adminHeaders, createRoute, failOnUnhandledRejections, httpRequest, startGateway, startUpstream } from '../helper.js'
 
 failOnUnhandledRejections(t)

@@ -1,8 +1,8 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Transaction } from 'kysely'
-import type { AdminChange } from '../plugins/audit.js'
-import type { Database } from '../repositories/database.js'
-import { GatewayError } from './errors.js'
+import type { AdminChange } from '../../plugins/audit.js'
+import type { Database } from '../../repositories/database.js'
+import { GatewayError } from '../../lib/errors.js'
 
 /**
  * The one way the admin API changes configuration: the write and the config_version bump
