@@ -28,14 +28,13 @@ import type { Route } from '../schemas/route.js'
  * GET/DELETE /admin/rate-limits/:ip need; its 429 is a thrown error, so the audit outcome
  * would be patched in through onExceeded; and its skipOnError fails open silently, where the
  * contract wants a warning and a metric. What would remain of it is setting four headers.
- * This hook keeps the same header semantics (x-ratelimit-limit / -remaining / -reset in
+ * The stage (after auth: it needs request.gateway.consumer) keeps the same header semantics (x-ratelimit-limit / -remaining / -reset in
  * seconds, Retry-After in seconds on 429), stays synchronous with the memory store
  * (callback-style, like every hot-path hook here), and resolves the limit once per route
- * when the route table is swapped.
+ * when the route table is swapped; a route without a limit (and no RATE_LIMIT_MAX) has no
+ * rate-limit stage at all.
  */
 export interface RateLimits {
-  /** onRequest hook of the proxied scope, after auth (needs request.gateway.consumer). */
-  onRequest: (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void
   /** The counters that apply to this client IP on every route that limits it (no counting). */
   counters: (ip: string) => Promise<CounterView[]>
   /**
@@ -108,21 +107,18 @@ const rateLimitPlugin: FastifyPluginAsync<RateLimitOptions> = async (app, option
     ? null
     : { by: 'gateway', prefix: 'g:', max: app.config.rateLimitMax, windowMs: app.config.rateLimitWindowMs, banMs: 0, route: null }
 
-  // Route objects are replaced on every table swap, so a WeakMap keyed by them can never
-  // serve a stale limit, and old entries go with the old table.
-  const policies = new WeakMap<Route, Policy | null>()
+  /** The limit a route runs under: its own, else the gateway-wide one, else none. */
   function policyOf (route: Route): Policy | null {
-    let policy = policies.get(route)
-    if (policy === undefined) {
-      const limit = route.rateLimit
-      policy = limit === null
-        ? gatewayWide
-        : { by: limit.by, prefix: `r:${route.id}:`, max: limit.max, windowMs: limit.windowMs, banMs: (limit.banSeconds ?? 0) * 1000, route }
-      policies.set(route, policy)
-    }
-    return policy
+    const limit = route.rateLimit
+    return limit === null
+      ? gatewayWide
+      : { by: limit.by, prefix: `r:${route.id}:`, max: limit.max, windowMs: limit.windowMs, banMs: (limit.banSeconds ?? 0) * 1000, route }
   }
-  app.routeTable.onSwap((routes) => { for (const route of routes) policyOf(route) })
+  app.routeTable.addStage('rate-limit', (route) => {
+    const policy = policyOf(route)
+    if (policy === null) return null
+    return { name: 'rate-limit', onRequest (request, reply, done) { limitRequest(policy, request, reply, done) } }
+  })
 
   let failOpen = 0
   let warnedAt = 0
@@ -135,11 +131,8 @@ const rateLimitPlugin: FastifyPluginAsync<RateLimitOptions> = async (app, option
     }
   }
 
-  function onRequest (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+  function limitRequest (policy: Policy, request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
     const context = request.gateway as GatewayContext
-    const policy = policyOf(context.route as Route)
-    if (policy === null) return done()
-
     let key: string
     let max = policy.max
     let windowMs = policy.windowMs
@@ -211,7 +204,6 @@ const rateLimitPlugin: FastifyPluginAsync<RateLimitOptions> = async (app, option
   }
 
   app.decorate('rateLimits', {
-    onRequest,
     async counters (ip) {
       const views: CounterView[] = []
       for (const { policy, key, scope } of countersOf(ip)) {
