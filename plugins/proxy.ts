@@ -1,7 +1,6 @@
 import { performance } from 'node:perf_hooks'
 import type { FastifyInstance, FastifyReply, FastifyRequest, RequestPayload } from 'fastify'
 import { preflightMethod } from '../lib/cors.js'
-import { compileBodyLimit } from '../lib/body-limit.js'
 import { createForward } from '../lib/forward.js'
 import { unmapIPv4 } from '../lib/ip.js'
 import type { GatewayContext } from '../lib/gateway-context.js'
@@ -37,8 +36,6 @@ export default async function proxy (app: FastifyInstance): Promise<void> {
   app.addContentTypeParser('*', (_request, _payload, done) => { done(null) })
 
   const { filters, routeTable } = app
-  // Every route has a body limit; the stage is the proxy's own, as is the streaming count (lib/forward.ts).
-  routeTable.addStage('body-limit', compileBodyLimit)
   app.addHook('onRequest', function runGatewayStages (request, reply, done) {
     const context = startGatewayContext(request, reply)
     if (context === null || filters.refused(reply, context)) return
@@ -67,7 +64,7 @@ export default async function proxy (app: FastifyInstance): Promise<void> {
 
   /** The matched route's pipeline, or null when the request was answered 404. */
   function matchRoute (request: FastifyRequest, reply: FastifyReply, context: GatewayContext): RoutePipeline | null {
-    // A CORS preflight is matched by the method it asks about (plugins/cors.ts answers it).
+    // A CORS preflight is matched by the method it asks about (its CORS stage answers it: policies/cors/).
     const preflight = preflightMethod(request.method, request.raw.headers)
     const route = RESERVED_PATH.test(context.path) ? null : routeTable.matcher.match(preflight ?? request.method, context.host, context.path)
     if (route === null) return notFound(reply, context)

@@ -1,13 +1,12 @@
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync } from 'fastify'
-import { BasicVerifier } from '../lib/auth/basic.js'
-import { consumersConfigSection } from '../lib/auth/config-section.js'
-import { CredentialStore } from '../lib/auth/credential-store.js'
-import { JwksRegistry } from '../lib/auth/jwt.js'
-import { type AuthPolicy, compileAuthPolicy, type PolicyDependencies } from '../lib/auth/policy.js'
-import type { GatewayContext } from '../lib/gateway-context.js'
-import type { RouteStage } from '../lib/pipeline.js'
-import { loadCredentials, type StoredCredentials } from '../repositories/consumers.js'
+import { BasicVerifier } from '../../lib/auth/basic.js'
+import { consumersConfigSection } from '../../lib/auth/config-section.js'
+import { CredentialStore } from '../../lib/auth/credential-store.js'
+import { JwksRegistry } from '../../lib/auth/jwt.js'
+import type { PolicyDependencies } from '../../lib/auth/policy.js'
+import { loadCredentials, type StoredCredentials } from '../../repositories/consumers.js'
+import { compileAuthStage } from './stage.js'
 
 /**
  * Route auth (contract section 5): the stage a route with `auth` runs between CORS and the
@@ -65,10 +64,7 @@ const authPlugin: FastifyPluginAsync<AuthOptions> = async (app, options) => {
   const jwtCache = { ttlMs: wholeNumber('jwtCacheTtlMs', options.jwtCacheTtlMs, 30_000), maxEntries: 10_000 }
   const dependencies: PolicyDependencies = { store: getStore, basic, jwks, jwtCache, log: app.log }
 
-  app.routeTable.addStage('auth', (route) => {
-    const policy = compileAuthPolicy(route, dependencies)
-    return policy === null ? null : authStage(policy)
-  })
+  app.routeTable.addStage('auth', (route) => compileAuthStage(route, dependencies))
   // JWKS of routes that are gone are dropped (the live table's stay cached).
   app.routeTable.onSwap((routes) => {
     const jwksUrls = new Set<string>()
@@ -94,13 +90,6 @@ const authPlugin: FastifyPluginAsync<AuthOptions> = async (app, options) => {
     get store () { return store },
     get basicCacheSize () { return basic.cacheSize }
   } satisfies Auth)
-}
-
-function authStage (policy: AuthPolicy): RouteStage {
-  return {
-    name: 'auth',
-    onRequest (request, reply, done) { policy.authenticate(request, reply, request.gateway as GatewayContext, done) }
-  }
 }
 
 export default fp(authPlugin, { name: 'auth', dependencies: ['db', 'config-changes', 'config-sections', 'route-table'] })

@@ -1,15 +1,13 @@
 import fp from 'fastify-plugin'
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import type { GatewayContext } from '../lib/gateway-context.js'
-import { reject } from '../lib/gateway-reply.js'
-import { GatewayError } from '../lib/errors.js'
-import { clientKey } from '../lib/ip.js'
-import { inClusterWorker, primaryLink } from '../lib/cluster-ipc.js'
-import { MemoryRateLimitStore, type RateLimitStore } from '../lib/rate-limit-store.js'
-import type { Decision } from '../lib/sliding-window.js'
-import { ClusterWindowStore } from '../lib/sliding-window-cluster.js'
-import { RedisWindowStore } from '../lib/sliding-window-redis.js'
-import type { Route } from '../schemas/route.js'
+import type { FastifyPluginAsync } from 'fastify'
+import { GatewayError } from '../../lib/errors.js'
+import { clientKey } from '../../lib/ip.js'
+import { inClusterWorker, primaryLink } from '../../lib/cluster-ipc.js'
+import { MemoryRateLimitStore, type RateLimitStore } from '../../lib/rate-limit-store.js'
+import { ClusterWindowStore } from '../../lib/sliding-window-cluster.js'
+import { RedisWindowStore } from '../../lib/sliding-window-redis.js'
+import type { Route } from '../../schemas/route.js'
+import { compileRateLimitStage, gatewayWidePolicy, type Policy, routePolicy } from './stage.js'
 
 /**
  * Rate limits on proxied traffic (contract section 4 "Rate limits"): a route's own
@@ -85,40 +83,14 @@ export interface RateLimitOptions {
  */
 const CLUSTER_STORE_TIMEOUT_MS = 250
 
-/** A limit resolved once per route (and once for the gateway-wide limit). */
-interface Policy {
-  by: 'ip' | 'route' | 'consumer' | 'gateway'
-  /** Counter key prefix: "r:<route id>:" or "g:". */
-  prefix: string
-  max: number
-  windowMs: number
-  /** rateLimit.banSeconds in ms; 0: no ban (always for the gateway-wide limit). */
-  banMs: number
-  route: Route | null
-}
-
 const rateLimitPlugin: FastifyPluginAsync<RateLimitOptions> = async (app, options) => {
   const redis = app.redis?.client ?? null
   const memory = redis === null && !inClusterWorker() ? new MemoryRateLimitStore({ maxKeys: options.maxKeys }) : null
   const store: RateLimitStore = memory ?? (redis !== null
     ? new RedisWindowStore(redis, `${app.redis.keyPrefix}rl:`, app.redis.run)
     : new ClusterWindowStore(primaryLink(), CLUSTER_STORE_TIMEOUT_MS))
-  const gatewayWide: Policy | null = app.config.rateLimitMax === null
-    ? null
-    : { by: 'gateway', prefix: 'g:', max: app.config.rateLimitMax, windowMs: app.config.rateLimitWindowMs, banMs: 0, route: null }
-
-  /** The limit a route runs under: its own, else the gateway-wide one, else none. */
-  function policyOf (route: Route): Policy | null {
-    const limit = route.rateLimit
-    return limit === null
-      ? gatewayWide
-      : { by: limit.by, prefix: `r:${route.id}:`, max: limit.max, windowMs: limit.windowMs, banMs: (limit.banSeconds ?? 0) * 1000, route }
-  }
-  app.routeTable.addStage('rate-limit', (route) => {
-    const policy = policyOf(route)
-    if (policy === null) return null
-    return { name: 'rate-limit', onRequest (request, reply, done) { limitRequest(policy, request, reply, done) } }
-  })
+  const gatewayWide = gatewayWidePolicy(app.config.rateLimitMax, app.config.rateLimitWindowMs)
+  const policyOf = (route: Route): Policy | null => routePolicy(route, gatewayWide)
 
   let failOpen = 0
   let warnedAt = 0
@@ -131,47 +103,7 @@ const rateLimitPlugin: FastifyPluginAsync<RateLimitOptions> = async (app, option
     }
   }
 
-  function limitRequest (policy: Policy, request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
-    const context = request.gateway as GatewayContext
-    let key: string
-    let max = policy.max
-    let windowMs = policy.windowMs
-    if (policy.by === 'route') {
-      key = policy.prefix
-    } else if (policy.by === 'consumer' && context.consumer !== null) {
-      const consumer = context.consumer
-      key = consumer.id === null ? `${policy.prefix}n:${consumer.name}` : `${policy.prefix}c:${consumer.id}`
-      if (consumer.rateLimit !== null) {
-        max = consumer.rateLimit.max
-        windowMs = consumer.rateLimit.windowMs
-      }
-    } else {
-      // by ip, gateway-wide, and by consumer for requests without one.
-      key = policy.prefix + clientKey(context.clientIp)
-    }
-
-    const decision = store.hit(key, max, windowMs, policy.banMs)
-    if (!(decision instanceof Promise)) return answer(reply, context, done, decision)
-    decision.then(
-      (decided) => answer(reply, context, done, decided),
-      (err: unknown) => {
-        failedOpen(err)
-        reply.header('x-ratelimit-limit', max)
-        done()
-      }
-    )
-  }
-
-  function answer (reply: FastifyReply, context: GatewayContext, done: HookHandlerDoneFunction, decision: Decision): void {
-    reply.header('x-ratelimit-limit', decision.limit)
-    reply.header('x-ratelimit-remaining', decision.remaining)
-    reply.header('x-ratelimit-reset', decision.resetSeconds)
-    if (decision.allowed) return done()
-    const message = decision.banned
-      ? `rate limit of ${decision.limit} requests exceeded; banned for another ${decision.retryAfterSeconds} s`
-      : `rate limit of ${decision.limit} requests exceeded; retry in ${decision.retryAfterSeconds} s`
-    reject(reply, context, 429, 'rate_limited', message, { 'retry-after': String(decision.retryAfterSeconds) })
-  }
+  app.routeTable.addStage('rate-limit', (route) => compileRateLimitStage(policyOf(route), store, failedOpen))
 
   /** The counters an IP has, as [policy, key, scope] for every route in the table. */
   function countersOf (ip: string): Array<{ policy: Policy, key: string, scope: CounterView['scope'] }> {

@@ -1,25 +1,12 @@
-import fp from 'fastify-plugin'
-import type { FastifyPluginAsync } from 'fastify'
-import { allowedOrigin, type CompiledCors, compileCors, defaultCorsPolicy, finishCorsHeaders, preflightMethod } from '../lib/cors.js'
-import type { GatewayContext } from '../lib/gateway-context.js'
-import type { RouteStage } from '../lib/pipeline.js'
-
-/**
- * CORS for proxied traffic, per route (contract section 4, route `cors`): the route's
- * policy, else the CORS_ORIGINS default, else none — then the route has no CORS stage at
- * all: the request passes untouched and a preflight goes upstream like any OPTIONS. With a
- * policy, preflights are answered here and never forwarded. The logic is @fastify/cors's
- * (see lib/cors.ts); the plugin itself is not used because it is configured per Fastify
- * route and answers preflights through its own OPTIONS route, while here one catch-all
- * route serves every gateway route and the header values are precomputed per gateway route.
- *
- * Proxied traffic only: the admin API's CORS is its own (contract section 2).
- */
+import { allowedOrigin, type CompiledCors, compileCors, finishCorsHeaders, preflightMethod } from '../../lib/cors.js'
+import type { GatewayContext } from '../../lib/gateway-context.js'
+import type { RouteStage } from '../../lib/pipeline.js'
+import type { Route } from '../../schemas/route.js'
 
 /** Per-request: the Access-Control-Allow-Origin to enforce on the response (null: none). */
-const kAllowOrigin = Symbol('gatehouse.cors.allowOrigin')
+export const kAllowOrigin = Symbol('gatehouse.cors.allowOrigin')
 /** Per-request: the request had an Origin and the CORS stage decided on it. */
-const kDecided = Symbol('gatehouse.cors.decided')
+export const kDecided = Symbol('gatehouse.cors.decided')
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -28,14 +15,13 @@ declare module 'fastify' {
   }
 }
 
-const corsPlugin: FastifyPluginAsync = async (app) => {
-  app.decorateRequest(kAllowOrigin, null)
-  app.decorateRequest(kDecided, false)
-  const fallback = app.config.corsOrigins === null ? null : compileCors(defaultCorsPolicy(app.config.corsOrigins))
-  app.routeTable.addStage('cors', (route) => {
-    const cors = route.cors === null ? fallback : compileCors(route.cors)
-    return cors === null ? null : corsStage(cors)
-  })
+/**
+ * The route's CORS stage: its own policy, else `fallback` (CORS_ORIGINS compiled), else none.
+ * Header values are computed here, once per route.
+ */
+export function compileCorsStage (route: Route, fallback: CompiledCors | null): RouteStage | null {
+  const cors = route.cors === null ? fallback : compileCors(route.cors)
+  return cors === null ? null : corsStage(cors)
 }
 
 function corsStage (cors: CompiledCors): RouteStage {
@@ -83,5 +69,3 @@ function corsStage (cors: CompiledCors): RouteStage {
     }
   }
 }
-
-export default fp(corsPlugin, { name: 'cors', dependencies: ['route-table'] })
