@@ -5,23 +5,24 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import type { Config } from './plugins/config.js'
 import accessLog from './plugins/access-log.js'
 import adminAuth from './plugins/admin-auth.js'
-import auth, { type AuthOptions } from './plugins/auth.js'
 import audit, { type AuditOptions } from './plugins/audit.js'
 import configChanges from './plugins/config-changes.js'
 import configSections from './plugins/config-sections.js'
 import connectionCap from './plugins/connection-cap.js'
-import cors from './plugins/cors.js'
 import db from './plugins/db.js'
 import errorHandler from './plugins/error-handler.js'
 import filters from './plugins/filters.js'
 import health from './plugins/health.js'
 import metrics from './plugins/metrics.js'
 import proxy from './plugins/proxy.js'
-import rateLimit from './plugins/rate-limit.js'
 import redis from './plugins/redis.js'
 import routeTable from './plugins/route-table.js'
 import swagger from './plugins/swagger.js'
 import upstreams, { type UpstreamsOptions } from './plugins/upstreams.js'
+import auth, { type AuthOptions } from './policies/auth/plugin.js'
+import bodyLimit from './policies/body-limit/plugin.js'
+import cors from './policies/cors/plugin.js'
+import rateLimit from './policies/rate-limit/plugin.js'
 import admin from './routes/admin/index.js'
 import metricsRoute from './routes/metrics.js'
 import { version } from './lib/version.js'
@@ -123,18 +124,20 @@ export async function buildApp (config: Readonly<Config>, options: BuildOptions 
   await app.register(configChanges, { pollIntervalMs: options.configPollIntervalMs, snapshotFile: options.configSnapshotFile })
   await app.register(configSections)
   await app.register(routeTable)
-  // Traffic policy state (filters, CORS, rate limits), compiled on every change; Redis first:
-  // it carries the rate-limit counters and the config-change broadcast.
+  // Traffic policy: filters for every request; each policy in policies/ adds its stage to the
+  // pipeline of the routes that use it (lib/pipeline.ts orders them, whatever the order here).
+  // Redis first: it carries the rate-limit counters and the config-change broadcast.
   await app.register(redis, { keyPrefix: options.redisKeyPrefix })
   await app.register(filters)
   await app.register(cors)
   await app.register(rateLimit)
+  await app.register(bodyLimit)
   await app.register(upstreams, options.upstreams ?? {})
   await app.register(audit, { ...options.audit, recordRequests: options.auditRequests ?? true })
   // Root hooks at the end of every request: access log, request metrics, audit rows. Before
   // any route, so every route (and the 404 handler) gets them.
   await app.register(accessLog)
-  // Route auth: policies compiled on every route-table swap, credentials on every config change.
+  // Route auth: its stage compiled on every route-table swap, credentials on every config change.
   await app.register(auth, options.auth ?? {})
   await app.register(adminAuth)
   await app.register(swagger, { version })

@@ -64,9 +64,6 @@ function varyWithOrigin (existing: unknown): string {
   return /(^|,)\s*origin\s*(,|$)/i.test(value) ? value : `${value}, Origin`
 }
 
-/** The response headers finishCorsHeaders decides. */
-export const CORS_RESPONSE_HEADERS = ['access-control-allow-origin', 'access-control-allow-credentials', 'vary'] as const
-
 /**
  * The last word on an answer's CORS headers, whatever the upstream sent: the policy's
  * Access-Control-Allow-Origin (none for an origin it does not allow) and credentials flag,

@@ -26,14 +26,15 @@ export type ForwardHandler = (request: FastifyRequest, reply: FastifyReply) => P
  * not return this promise to Fastify.
  */
 export function createForward (app: FastifyInstance): ForwardHandler {
-  const { cors, accessLog } = app
+  const { accessLog } = app
   const collector = new StreamedBodyCollector()
   const bodyChunk = (bodyBytes: number, bytes: number): void => { collector.add(bodyBytes, bytes) }
 
   /** The upstream's status and headers, minus hop-by-hop ones, plus what the gateway's stages set. */
   function writeHead (reply: FastifyReply, statusCode: number, upstreamHeaders: IncomingHttpHeaders): void {
     const head = addUpstreamResponseHeaders(reply.getHeaders(), upstreamHeaders)
-    cors.finishHeadersOf(reply.request, head)
+    const finish = (reply.request.gateway as GatewayContext).pipeline?.onResponseHead
+    if (finish !== undefined && finish !== null) finish(reply.request, head)
     reply.raw.writeHead(statusCode, head)
   }
 

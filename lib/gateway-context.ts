@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net'
 import type { Route } from '../schemas/route.js'
+import type { RoutePipeline } from './pipeline.js'
 
 /** How a proxied request ended, as written to the audit log (contract section 4). */
 export type Outcome = 'proxied' | 'no_route' | 'blocked' | 'unauthorized' | 'rate_limited' | 'too_large' | 'upstream_error'
@@ -28,6 +29,8 @@ export interface GatewayContext {
   /** Lower-case Host name without port. */
   host: string
   route: Route | null
+  /** The matched route's compiled stages (lib/pipeline.ts); null until a route matched. */
+  pipeline: RoutePipeline | null
   consumer: ConsumerIdentity | null
   /** Lower-case names of request headers that must not reach the upstream (credentials). */
   strippedHeaders: string[] | null

@@ -4,7 +4,7 @@ import { type Decision, MemoryWindowStore, type MemoryStoreOptions } from './sli
 export type MaybePromise<T> = T | Promise<T>
 
 /**
- * What plugins/rate-limit.ts needs of a counter store: the sliding-window counters and the
+ * What policies/rate-limit/ needs of a counter store: the sliding-window counters and the
  * bans, keyed by the same counter key. Every store shares its bans with whoever shares its
  * counters: memory (this process), Redis (every instance on it, lib/sliding-window-redis.ts),
  * or the cluster primary (the workers of one host, lib/sliding-window-cluster.ts). Time is the

@@ -1,5 +1,5 @@
 import fp from 'fastify-plugin'
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import type { FastifyPluginAsync, FastifyReply } from 'fastify'
 import { randomUUID } from 'node:crypto'
 import type { GatewayContext } from '../lib/gateway-context.js'
 import { reject } from '../lib/gateway-reply.js'
@@ -10,13 +10,13 @@ import { type Filter, type FilterConfigItem, FilterConfigItemSchema } from '../s
 /**
  * IP/path allow and deny lists for proxied traffic (contract section 4 "Filters"). The rules
  * live in the `filters` table; every change (here or on another instance) recompiles them
- * into a FilterSet that requests read without touching the database. The hook runs right
- * after the gateway context exists and before route matching (contract section 3), and only
- * in the proxied scope: the reserved endpoints never see it.
+ * into a FilterSet that requests read without touching the database. The proxy checks it right
+ * after the gateway context exists and before route matching (contract section 3), for every
+ * proxied request; the reserved endpoints never see it.
  */
 export interface Filters {
-  /** onRequest hook of the proxied scope. */
-  onRequest: (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void
+  /** The proxy's check after the request context exists: true when it refused the request (403). */
+  refused: (reply: FastifyReply, context: GatewayContext) => boolean
   readonly current: FilterSet
   /** Every stored rule, expired or not, in creation order. */
   readonly rules: readonly Filter[]
@@ -60,17 +60,17 @@ const filtersPlugin: FastifyPluginAsync = async (app) => {
     cleanup.unref()
   }
 
-  function onRequest (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+  function refused (reply: FastifyReply, context: GatewayContext): boolean {
     const set = current
-    if (set.empty) return done()
-    const context = request.gateway as GatewayContext
+    if (set.empty) return false
     const refusal = set.check(context.clientIp, context.path, Date.now())
-    if (refusal !== null) return void reject(reply, context, 403, 'blocked', refusal)
-    done()
+    if (refusal === null) return false
+    reject(reply, context, 403, 'blocked', refusal)
+    return true
   }
 
   app.decorate('filters', {
-    onRequest,
+    refused,
     get current () { return current },
     get rules () { return rules }
   } satisfies Filters)

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks'
-import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction, RequestPayload } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, RequestPayload } from 'fastify'
 import { preflightMethod } from '../lib/cors.js'
 import { createForward } from '../lib/forward.js'
 import { unmapIPv4 } from '../lib/ip.js'
@@ -7,7 +7,8 @@ import type { GatewayContext } from '../lib/gateway-context.js'
 import { reject } from '../lib/gateway-reply.js'
 import { normalizePath } from '../lib/normalize-path.js'
 import { sendContinue } from '../lib/expect-continue.js'
-import { chainStages } from '../lib/stage-chain.js'
+import type { RoutePipeline } from '../lib/pipeline.js'
+import type { ResponseHead } from '../lib/proxy-headers.js'
 import { hostName } from '../lib/route-matcher.js'
 
 /**
@@ -16,9 +17,6 @@ import { hostName } from '../lib/route-matcher.js'
  */
 const RESERVED_PATH = /^\/(?:admin|docs|health|ready|metrics)(?:\/|$)/
 
-/** Sent with 413: the rest of an oversized body is not worth reading (nginx closes too). */
-const CLOSE = { connection: 'close' }
-
 /** Request headers whose duplicates are refused (traps.md #5): Node silently keeps the first. */
 const SINGLE_VALUED = new Set(['host', 'authorization', 'proxy-authorization', 'x-api-key', 'x-request-id', 'content-length', 'transfer-encoding'])
 /** Their name lengths: most headers are skipped without lower-casing their names. */
@@ -26,25 +24,25 @@ const SINGLE_VALUED_LENGTHS = new Set([...SINGLE_VALUED].map((name) => name.leng
 
 /**
  * Proxied traffic: every path that is not a reserved endpoint. Registered without fp so its
- * hooks and its pass-through content-type parser stay inside this scope. The onRequest stages
- * run in the contract's order of policy (section 3):
- *   request context → filters (403) → route match (404) → CORS → auth → rate limit → body limit → forward → audit
+ * hooks and its pass-through content-type parser stay inside this scope. One onRequest hook
+ * runs the contract's order of policy (section 3): the request context (request id), filters
+ * (403) and route match (404) for every request, then the matched route's own pipeline —
+ * only the stages its fields enable, compiled when the route table swapped (lib/pipeline.ts,
+ * docs/architecture.md) — then forward, then the audit (plugins/access-log.ts).
  */
 export default async function proxy (app: FastifyInstance): Promise<void> {
   // Proxied bodies are never parsed: the raw stream goes to the upstream untouched.
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', (_request, _payload, done) => { done(null) })
 
-  app.addHook('onRequest', chainStages([
-    startGatewayContext,
-    app.filters.onRequest,
-    matchRoute,
-    app.cors.onRequest,
-    app.auth.onRequest,
-    app.rateLimits.onRequest,
-    checkDeclaredBodySize
-  ]))
-  app.addHook('onSend', app.cors.onSend)
+  const { filters, routeTable } = app
+  app.addHook('onRequest', function runGatewayStages (request, reply, done) {
+    const context = startGatewayContext(request, reply)
+    if (context === null || filters.refused(reply, context)) return
+    const pipeline = matchRoute(request, reply, context)
+    if (pipeline !== null) pipeline.onRequest(request, reply, done)
+  })
+  app.addHook('onSend', finishResponseHead)
   app.addHook('preParsing', passBodyThrough)
   // The audit row, metrics and access-log line of each request: plugins/access-log.ts (root hooks,
   // so requests refused before this scope and clients that go away are recorded too).
@@ -56,24 +54,57 @@ export default async function proxy (app: FastifyInstance): Promise<void> {
     exposeHeadRoute: false,
     schema: { hide: true },
     handler (request, reply) {
+      // Every stage passed: the body is wanted now (app.ts defers Node's automatic 100 Continue).
+      sendContinue(request.raw, reply.raw)
       // Not returned to Fastify: forward answers itself, or hands the reply to the exchange
       // streaming the upstream's answer, which hijacks it (lib/upstream-exchange.ts).
       forward(request, reply).catch((err: Error) => { if (!reply.sent) reply.send(err) })
     }
   })
 
-  function matchRoute (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
-    const context = request.gateway as GatewayContext
-    // A CORS preflight is matched by the method it asks about (plugins/cors.ts answers it).
-    const method = preflightMethod(request.method, request.raw.headers) ?? request.method
-    const route = RESERVED_PATH.test(context.path) ? null : app.routeTable.matcher.match(method, context.host, context.path)
-    if (route === null) return void reject(reply, context, 404, 'no_route', 'no route matches this request')
+  /** The matched route's pipeline, or null when the request was answered 404. */
+  function matchRoute (request: FastifyRequest, reply: FastifyReply, context: GatewayContext): RoutePipeline | null {
+    // A CORS preflight is matched by the method it asks about (its CORS stage answers it: policies/cors/).
+    const preflight = preflightMethod(request.method, request.raw.headers)
+    const route = RESERVED_PATH.test(context.path) ? null : routeTable.matcher.match(preflight ?? request.method, context.host, context.path)
+    if (route === null) return notFound(reply, context)
+    const pipeline = routeTable.pipelineOf(route)
     context.route = route
-    done()
+    context.pipeline = pipeline
+    // Without a CORS stage a preflight is a plain OPTIONS request, which the route must accept.
+    if (preflight !== null && !pipeline.answersPreflight && route.methods.length > 0 && !route.methods.includes('OPTIONS')) {
+      return notFound(reply, context)
+    }
+    return pipeline
   }
 }
 
-function startGatewayContext (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
+function notFound (reply: FastifyReply, context: GatewayContext): null {
+  reject(reply, context, 404, 'no_route', 'no route matches this request')
+  return null
+}
+
+/**
+ * Answers sent through Fastify (a stage's 4xx, an upstream failure): the route's stages have
+ * the last word on their headers, as on streamed answers (lib/forward.ts writeHead).
+ */
+function finishResponseHead (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: null, payload: unknown) => void): void {
+  const finish = request.gateway?.pipeline?.onResponseHead
+  if (finish === undefined || finish === null) return done(null, payload)
+  const before = reply.getHeaders()
+  const head: ResponseHead = { ...before }
+  finish(request, head)
+  for (const name of Object.keys(before)) {
+    if (head[name] === undefined) reply.removeHeader(name)
+  }
+  for (const [name, value] of Object.entries(head)) {
+    if (value !== undefined && value !== before[name]) reply.header(name, value)
+  }
+  done(null, payload)
+}
+
+/** The request's gateway context (request id, normalised path), or null when the request was refused (400). */
+function startGatewayContext (request: FastifyRequest, reply: FastifyReply): GatewayContext | null {
   const url = request.raw.url ?? '/'
   const queryAt = url.indexOf('?')
   const rawPath = queryAt === -1 ? url : url.slice(0, queryAt)
@@ -86,6 +117,7 @@ function startGatewayContext (request: FastifyRequest, reply: FastifyReply, done
     query: queryAt === -1 ? '' : url.slice(queryAt),
     host: hostName(request.raw.headers.host),
     route: null,
+    pipeline: null,
     consumer: null,
     strippedHeaders: null,
     outcome: 'proxied',
@@ -98,24 +130,16 @@ function startGatewayContext (request: FastifyRequest, reply: FastifyReply, done
   request.gateway = context
   reply.header('x-request-id', request.id)
 
-  if (!normalized.ok) return void reject(reply, context, 400, 'blocked', normalized.reason)
-  const duplicate = duplicateSingleValuedHeader(request.raw.rawHeaders)
-  if (duplicate !== null) return void reject(reply, context, 400, 'blocked', `duplicate ${duplicate} header`)
-  done()
-}
-
-function checkDeclaredBodySize (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
-  const context = request.gateway as GatewayContext
-  const declared = request.raw.headers['content-length']
-  if (declared !== undefined) {
-    const limit = (context.route as NonNullable<GatewayContext['route']>).bodyLimit
-    const size = Number(declared)
-    if (size > limit) return void reject(reply, context, 413, 'too_large', `request body exceeds the limit of ${limit} bytes`, CLOSE)
-    context.bytesIn = size
+  if (!normalized.ok) {
+    reject(reply, context, 400, 'blocked', normalized.reason)
+    return null
   }
-  // Every stage passed: the body is wanted now (app.ts defers Node's automatic 100 Continue).
-  sendContinue(request.raw, reply.raw)
-  done()
+  const duplicate = duplicateSingleValuedHeader(request.raw.rawHeaders)
+  if (duplicate !== null) {
+    reject(reply, context, 400, 'blocked', `duplicate ${duplicate} header`)
+    return null
+  }
+  return context
 }
 
 /**

@@ -6,7 +6,7 @@ import { RedisBreaker } from '../lib/redis-breaker.js'
 
 /**
  * Redis, when REDIS_URL is set (contract section 1): shared rate-limit counters
- * (plugins/rate-limit.ts) and a config-change broadcast. The database's config_version stays
+ * (policies/rate-limit/) and a config-change broadcast. The database's config_version stays
  * the source of truth; the broadcast only makes other instances look at it at once instead
  * of at their next poll, and the poll remains the safety net when Redis is away.
  *

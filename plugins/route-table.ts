@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync } from 'fastify'
 import type { Kysely } from 'kysely'
+import { type CompileStage, compilePipeline, type RoutePipeline, type StageName } from '../lib/pipeline.js'
 import { RouteMatcher } from '../lib/route-matcher.js'
 import type { Database } from '../repositories/database.js'
 import { listAllRoutes } from '../repositories/routes.js'
@@ -8,8 +9,9 @@ import type { Route } from '../schemas/route.js'
 
 /**
  * The compiled route table. Requests read `current` (one property load) and never touch
- * the database; reload() compiles a new matcher off to the side and swaps it in whole,
- * so a request sees either the old table or the new one, never half of each.
+ * the database; reload() compiles a new matcher and every route's pipeline (lib/pipeline.ts)
+ * off to the side and swaps them in whole, so a request sees either the old table or the
+ * new one, never half of each.
  */
 export interface RouteTable {
   readonly matcher: RouteMatcher
@@ -20,6 +22,13 @@ export interface RouteTable {
   reload: () => Promise<void>
   /** Called after every swap with the new routes (upstream pools, health checks …). */
   onSwap: (listener: (routes: readonly Route[]) => void) => void
+  /**
+   * A policy's compile step: from now on every route's pipeline gets the stage it returns,
+   * in the contract's order whatever the order of registration. Recompiles the live table.
+   */
+  addStage: (name: StageName, compile: CompileStage) => void
+  /** The stages a route runs, compiled at the last swap. */
+  pipelineOf: (route: Route) => RoutePipeline
 }
 
 declare module 'fastify' {
@@ -38,6 +47,8 @@ const routeTablePlugin: FastifyPluginAsync<RouteTableOptions> = async (app, opti
   let matcher = new RouteMatcher([])
   let routes: readonly Route[] = []
   let generation = 0
+  const compilers = new Map<StageName, CompileStage>()
+  let pipelines = new Map<Route, RoutePipeline>()
   const listeners: Array<(routes: readonly Route[]) => void> = []
   // Reloads can overlap (the config poll, POST /admin/reload, an admin change); each read
   // takes a ticket, and a read that finishes after a later-started one has been swapped in
@@ -45,10 +56,22 @@ const routeTablePlugin: FastifyPluginAsync<RouteTableOptions> = async (app, opti
   let started = 0
   let swapped = 0
 
+  function compileAll (of: readonly Route[]): Map<Route, RoutePipeline> {
+    const compiled = new Map<Route, RoutePipeline>()
+    for (const route of of) compiled.set(route, compile(route))
+    return compiled
+  }
+
+  function compile (route: Route): RoutePipeline {
+    return compilePipeline(route, compilers, (err) => { app.log.error({ err, route: route.name }, 'a route stage failed to compile; the route answers 500 until fixed') })
+  }
+
   function install (loaded: readonly Route[]): void {
     const frozen = Object.freeze(loaded)
+    const compiled = compileAll(frozen)
     matcher = new RouteMatcher(frozen)
     routes = frozen
+    pipelines = compiled
     generation++
     // Every listener runs even when one fails: a half-notified swap would leave, e.g., the
     // auth stage compiled for the old routes while requests already match the new ones.
@@ -75,6 +98,16 @@ const routeTablePlugin: FastifyPluginAsync<RouteTableOptions> = async (app, opti
     onSwap (listener) {
       listeners.push(listener)
       listener(routes)
+    },
+    addStage (name, compileStage) {
+      if (compilers.has(name)) throw new Error(`route stage ${name} is registered twice`)
+      compilers.set(name, compileStage)
+      pipelines = compileAll(routes)
+    },
+    pipelineOf (route) {
+      // A route not in the live table: one a request matched just before a swap, whose
+      // pipeline the request already holds, or an admin view of a route being replaced.
+      return pipelines.get(route) ?? compile(route)
     }
   }
   app.decorate('routeTable', table)

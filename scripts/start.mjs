@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url'
 const root = fileURLToPath(new URL('..', import.meta.url))
 const built = path.join(root, 'dist', 'server.js')
 // The folders tsconfig.build.json compiles, plus the root's own .ts files and the build config.
-const SOURCE_DIRS = ['plugins', 'routes', 'schemas', 'migrations', 'repositories', 'lib']
+const SOURCE_DIRS = ['plugins', 'policies', 'routes', 'schemas', 'migrations', 'repositories', 'lib']
 
 function newestSource () {
   let newest = 0

@@ -1,23 +1,21 @@
 import fp from 'fastify-plugin'
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import { BasicVerifier } from '../lib/auth/basic.js'
-import { consumersConfigSection } from '../lib/auth/config-section.js'
-import { CredentialStore } from '../lib/auth/credential-store.js'
-import { JwksRegistry } from '../lib/auth/jwt.js'
-import { type AuthPolicy, compileAuthPolicy, type PolicyDependencies } from '../lib/auth/policy.js'
-import type { GatewayContext } from '../lib/gateway-context.js'
-import { loadCredentials, type StoredCredentials } from '../repositories/consumers.js'
-import type { Route } from '../schemas/route.js'
+import type { FastifyPluginAsync } from 'fastify'
+import { BasicVerifier } from '../../lib/auth/basic.js'
+import { consumersConfigSection } from '../../lib/auth/config-section.js'
+import { CredentialStore } from '../../lib/auth/credential-store.js'
+import { JwksRegistry } from '../../lib/auth/jwt.js'
+import type { PolicyDependencies } from '../../lib/auth/policy.js'
+import { loadCredentials, type StoredCredentials } from '../../repositories/consumers.js'
+import { compileAuthStage } from './stage.js'
 
 /**
- * Route auth (contract section 5): the onRequest hook the proxied scope runs between CORS
- * and the rate limit. Each route's policy is compiled when the route table swaps; the
+ * Route auth (contract section 5): the stage a route with `auth` runs between CORS and the
+ * rate limit. Each route's policy is compiled when the route table swaps; the
  * credential store (every consumer, key hash and basic credential) is compiled whenever
  * the configuration version moves — at once on this instance, within the poll interval on
  * the others — so the request path only reads maps and never awaits the database.
  */
 export interface Auth {
-  onRequest: (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void
   readonly store: CredentialStore
   /** Verified basic credentials currently remembered (for tests and diagnostics). */
   readonly basicCacheSize: number
@@ -66,22 +64,11 @@ const authPlugin: FastifyPluginAsync<AuthOptions> = async (app, options) => {
   const jwtCache = { ttlMs: wholeNumber('jwtCacheTtlMs', options.jwtCacheTtlMs, 30_000), maxEntries: 10_000 }
   const dependencies: PolicyDependencies = { store: getStore, basic, jwks, jwtCache, log: app.log }
 
-  // Routes are immutable and replaced whole on reload, so a WeakMap keyed by the route
-  // object holds exactly the policies of the live table (and of requests still in flight).
-  const policies = new WeakMap<Route, AuthPolicy | null>()
-  function policyOf (route: Route): AuthPolicy | null {
-    let policy = policies.get(route)
-    if (policy === undefined) {
-      policy = compileAuthPolicy(route, dependencies)
-      policies.set(route, policy)
-    }
-    return policy
-  }
-
+  app.routeTable.addStage('auth', (route) => compileAuthStage(route, dependencies))
+  // JWKS of routes that are gone are dropped (the live table's stay cached).
   app.routeTable.onSwap((routes) => {
     const jwksUrls = new Set<string>()
     for (const route of routes) {
-      policyOf(route)
       if (route.auth.type === 'jwt' && route.auth.jwksUrl !== null) jwksUrls.add(route.auth.jwksUrl)
     }
     jwks.retain(jwksUrls)
@@ -99,15 +86,7 @@ const authPlugin: FastifyPluginAsync<AuthOptions> = async (app, options) => {
 
   app.configSections.add(consumersConfigSection)
 
-  function onRequest (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
-    const context = request.gateway as GatewayContext
-    const policy = policyOf(context.route as Route)
-    if (policy === null) return done()
-    policy.authenticate(request, reply, context, done)
-  }
-
   app.decorate('auth', {
-    onRequest,
     get store () { return store },
     get basicCacheSize () { return basic.cacheSize }
   } satisfies Auth)

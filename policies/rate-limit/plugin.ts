@@ -1,15 +1,13 @@
 import fp from 'fastify-plugin'
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import type { GatewayContext } from '../lib/gateway-context.js'
-import { reject } from '../lib/gateway-reply.js'
-import { GatewayError } from '../lib/errors.js'
-import { clientKey } from '../lib/ip.js'
-import { inClusterWorker, primaryLink } from '../lib/cluster-ipc.js'
-import { MemoryRateLimitStore, type RateLimitStore } from '../lib/rate-limit-store.js'
-import type { Decision } from '../lib/sliding-window.js'
-import { ClusterWindowStore } from '../lib/sliding-window-cluster.js'
-import { RedisWindowStore } from '../lib/sliding-window-redis.js'
-import type { Route } from '../schemas/route.js'
+import type { FastifyPluginAsync } from 'fastify'
+import { GatewayError } from '../../lib/errors.js'
+import { clientKey } from '../../lib/ip.js'
+import { inClusterWorker, primaryLink } from '../../lib/cluster-ipc.js'
+import { MemoryRateLimitStore, type RateLimitStore } from '../../lib/rate-limit-store.js'
+import { ClusterWindowStore } from '../../lib/sliding-window-cluster.js'
+import { RedisWindowStore } from '../../lib/sliding-window-redis.js'
+import type { Route } from '../../schemas/route.js'
+import { compileRateLimitStage, gatewayWidePolicy, type Policy, routePolicy } from './stage.js'
 
 /**
  * Rate limits on proxied traffic (contract section 4 "Rate limits"): a route's own
@@ -28,14 +26,13 @@ import type { Route } from '../schemas/route.js'
  * GET/DELETE /admin/rate-limits/:ip need; its 429 is a thrown error, so the audit outcome
  * would be patched in through onExceeded; and its skipOnError fails open silently, where the
  * contract wants a warning and a metric. What would remain of it is setting four headers.
- * This hook keeps the same header semantics (x-ratelimit-limit / -remaining / -reset in
+ * The stage (after auth: it needs request.gateway.consumer) keeps the same header semantics (x-ratelimit-limit / -remaining / -reset in
  * seconds, Retry-After in seconds on 429), stays synchronous with the memory store
  * (callback-style, like every hot-path hook here), and resolves the limit once per route
- * when the route table is swapped.
+ * when the route table is swapped; a route without a limit (and no RATE_LIMIT_MAX) has no
+ * rate-limit stage at all.
  */
 export interface RateLimits {
-  /** onRequest hook of the proxied scope, after auth (needs request.gateway.consumer). */
-  onRequest: (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void
   /** The counters that apply to this client IP on every route that limits it (no counting). */
   counters: (ip: string) => Promise<CounterView[]>
   /**
@@ -86,43 +83,14 @@ export interface RateLimitOptions {
  */
 const CLUSTER_STORE_TIMEOUT_MS = 250
 
-/** A limit resolved once per route (and once for the gateway-wide limit). */
-interface Policy {
-  by: 'ip' | 'route' | 'consumer' | 'gateway'
-  /** Counter key prefix: "r:<route id>:" or "g:". */
-  prefix: string
-  max: number
-  windowMs: number
-  /** rateLimit.banSeconds in ms; 0: no ban (always for the gateway-wide limit). */
-  banMs: number
-  route: Route | null
-}
-
 const rateLimitPlugin: FastifyPluginAsync<RateLimitOptions> = async (app, options) => {
   const redis = app.redis?.client ?? null
   const memory = redis === null && !inClusterWorker() ? new MemoryRateLimitStore({ maxKeys: options.maxKeys }) : null
   const store: RateLimitStore = memory ?? (redis !== null
     ? new RedisWindowStore(redis, `${app.redis.keyPrefix}rl:`, app.redis.run)
     : new ClusterWindowStore(primaryLink(), CLUSTER_STORE_TIMEOUT_MS))
-  const gatewayWide: Policy | null = app.config.rateLimitMax === null
-    ? null
-    : { by: 'gateway', prefix: 'g:', max: app.config.rateLimitMax, windowMs: app.config.rateLimitWindowMs, banMs: 0, route: null }
-
-  // Route objects are replaced on every table swap, so a WeakMap keyed by them can never
-  // serve a stale limit, and old entries go with the old table.
-  const policies = new WeakMap<Route, Policy | null>()
-  function policyOf (route: Route): Policy | null {
-    let policy = policies.get(route)
-    if (policy === undefined) {
-      const limit = route.rateLimit
-      policy = limit === null
-        ? gatewayWide
-        : { by: limit.by, prefix: `r:${route.id}:`, max: limit.max, windowMs: limit.windowMs, banMs: (limit.banSeconds ?? 0) * 1000, route }
-      policies.set(route, policy)
-    }
-    return policy
-  }
-  app.routeTable.onSwap((routes) => { for (const route of routes) policyOf(route) })
+  const gatewayWide = gatewayWidePolicy(app.config.rateLimitMax, app.config.rateLimitWindowMs)
+  const policyOf = (route: Route): Policy | null => routePolicy(route, gatewayWide)
 
   let failOpen = 0
   let warnedAt = 0
@@ -135,50 +103,7 @@ const rateLimitPlugin: FastifyPluginAsync<RateLimitOptions> = async (app, option
     }
   }
 
-  function onRequest (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction): void {
-    const context = request.gateway as GatewayContext
-    const policy = policyOf(context.route as Route)
-    if (policy === null) return done()
-
-    let key: string
-    let max = policy.max
-    let windowMs = policy.windowMs
-    if (policy.by === 'route') {
-      key = policy.prefix
-    } else if (policy.by === 'consumer' && context.consumer !== null) {
-      const consumer = context.consumer
-      key = consumer.id === null ? `${policy.prefix}n:${consumer.name}` : `${policy.prefix}c:${consumer.id}`
-      if (consumer.rateLimit !== null) {
-        max = consumer.rateLimit.max
-        windowMs = consumer.rateLimit.windowMs
-      }
-    } else {
-      // by ip, gateway-wide, and by consumer for requests without one.
-      key = policy.prefix + clientKey(context.clientIp)
-    }
-
-    const decision = store.hit(key, max, windowMs, policy.banMs)
-    if (!(decision instanceof Promise)) return answer(reply, context, done, decision)
-    decision.then(
-      (decided) => answer(reply, context, done, decided),
-      (err: unknown) => {
-        failedOpen(err)
-        reply.header('x-ratelimit-limit', max)
-        done()
-      }
-    )
-  }
-
-  function answer (reply: FastifyReply, context: GatewayContext, done: HookHandlerDoneFunction, decision: Decision): void {
-    reply.header('x-ratelimit-limit', decision.limit)
-    reply.header('x-ratelimit-remaining', decision.remaining)
-    reply.header('x-ratelimit-reset', decision.resetSeconds)
-    if (decision.allowed) return done()
-    const message = decision.banned
-      ? `rate limit of ${decision.limit} requests exceeded; banned for another ${decision.retryAfterSeconds} s`
-      : `rate limit of ${decision.limit} requests exceeded; retry in ${decision.retryAfterSeconds} s`
-    reject(reply, context, 429, 'rate_limited', message, { 'retry-after': String(decision.retryAfterSeconds) })
-  }
+  app.routeTable.addStage('rate-limit', (route) => compileRateLimitStage(policyOf(route), store, failedOpen))
 
   /** The counters an IP has, as [policy, key, scope] for every route in the table. */
   function countersOf (ip: string): Array<{ policy: Policy, key: string, scope: CounterView['scope'] }> {
@@ -211,7 +136,6 @@ const rateLimitPlugin: FastifyPluginAsync<RateLimitOptions> = async (app, option
   }
 
   app.decorate('rateLimits', {
-    onRequest,
     async counters (ip) {
       const views: CounterView[] = []
       for (const { policy, key, scope } of countersOf(ip)) {
