@@ -1,14 +1,14 @@
 import fp from 'fastify-plugin'
 import type { FastifyError, FastifyPluginAsync } from 'fastify'
 import { databaseProblem } from '../lib/database-errors.js'
-import { errorBody, GatewayError, kPublicMessage, type PublicError } from '../lib/errors.js'
+import { errorBody, GatewayError } from '../lib/errors.js'
 
 /**
  * The one error handler: every error becomes the contract's JSON shape with the request
  * id; messages are echoed below 500 and hidden at 500 and above (logged instead).
  */
 const errorHandlerPlugin: FastifyPluginAsync = async (app) => {
-  app.setErrorHandler((error: FastifyError | GatewayError | PublicError, request, reply) => {
+  app.setErrorHandler((error: FastifyError | GatewayError, request, reply) => {
     const statusCode = typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500
     // A database that is away, full or locked is the database's problem, not ours: 503 naming
     // it, with Retry-After (contract section 13), never a 500.
@@ -18,12 +18,12 @@ const errorHandlerPlugin: FastifyPluginAsync = async (app) => {
       return reply.code(503).header('x-request-id', request.id).header('retry-after', String(database.retryAfterSeconds))
         .send(errorBody(503, database.message, request.id))
     }
-    const decided = error instanceof GatewayError || (error as PublicError)[kPublicMessage] !== undefined
+    const decided = error instanceof GatewayError
     if (statusCode >= 500 && !decided) {
       request.log.error({ err: error }, 'request failed')
     }
     if (error instanceof GatewayError) reply.headers(error.headers)
-    const message = (error as PublicError)[kPublicMessage] ?? (statusCode >= 500 && !decided ? 'internal error' : error.message)
+    const message = statusCode >= 500 && !decided ? 'internal error' : error.message
     return reply.code(statusCode).header('x-request-id', request.id).send(errorBody(statusCode, message, request.id))
   })
 

@@ -64,7 +64,3 @@ export async function deleteRoute (db: Executor, id: string): Promise<boolean> {
   const result = await db.deleteFrom('routes').where('id', '=', id).executeTakeFirst()
   return Number(result.numDeletedRows) > 0
 }
-
-export async function deleteAllRoutes (db: Executor): Promise<void> {
-  await db.deleteFrom('routes').execute()
-}
