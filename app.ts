@@ -85,7 +85,7 @@ export async function buildApp (config: Readonly<Config>, options: BuildOptions 
     logController: new LogController({ disableRequestLogging: true }),
     requestIdHeader: false,
     bodyLimit: config.bodyLimit,
-    // Client-side limits (contract section 3, traps.md #1): Fastify leaves them off.
+    // Client-side limits (docs/routing.md "Refused before routing"): Fastify leaves them off.
     serverFactory: (handler) => createServer({
       headersTimeout: config.headersTimeoutMs,
       requestTimeout: config.requestTimeoutMs,
@@ -142,7 +142,7 @@ export async function buildApp (config: Readonly<Config>, options: BuildOptions 
   await app.register(adminAuth)
   await app.register(swagger, { version })
 
-  // Reserved endpoints (contract section 2).
+  // Reserved endpoints (README "Reserved endpoints").
   await app.register(health)
   await app.register(metricsRoute)
   await app.register(admin, { prefix: '/admin' })

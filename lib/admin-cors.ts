@@ -1,6 +1,6 @@
 import type { FastifyCorsOptions } from '@fastify/cors'
 
-/** What the admin API offers cross-origin callers (contract section 2). */
+/** What the admin API offers cross-origin callers (docs/admin-api.md "CORS"). */
 export const ADMIN_CORS_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE']
 export const ADMIN_CORS_HEADERS = ['Authorization', 'Content-Type']
 

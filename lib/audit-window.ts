@@ -15,7 +15,7 @@ function isoTime (value: string, field: string): string {
 /**
  * The [since, until) bounds a client sent, normalised. Only an explicit `until` before an
  * explicit `since` is an error (it names both); a `since` later than now is just an empty
- * window (contract section 4 "Audit").
+ * window (docs/observability.md "GET /admin/audit/stats").
  */
 export function requestedWindow (query: { since?: string, until?: string }): AuditWindow {
   const since = query.since === undefined ? undefined : isoTime(query.since, 'since')

@@ -15,7 +15,8 @@ export function hasRequestBody (request: FastifyRequest): boolean {
 /**
  * The request body as a stream for the upstream. A declared Content-Length was checked
  * against the limit before reading and Node enforces it, so only chunked bodies are
- * counted and cut as soon as they pass the limit (traps.md #2).
+ * counted and cut as soon as they pass the limit: a parser that hands the raw stream on
+ * never checks `bodyLimit` itself (docs/routing.md "Forwarding").
  */
 export function limitedRequestBody (request: FastifyRequest, context: GatewayContext, limit: number): Readable {
   if (request.raw.headers['content-length'] !== undefined) return request.raw

@@ -6,7 +6,7 @@ import type { Outcome } from './gateway-context.js'
 
 /**
  * What Node's parser and its timers reject before Fastify sees a request: headers or body too
- * slow (slowloris/RUDY, traps.md #1), headers over 16 KiB, malformed HTTP. Node (and Fastify's
+ * slow (slowloris/RUDY), headers over 16 KiB, malformed HTTP. Node (and Fastify's
  * default handler) would write a bare answer; the contract wants every answer of the gateway as
  * `{"statusCode","error","message","requestId"}`, and the connection closed afterwards.
  */
@@ -57,8 +57,8 @@ export const CONNECT_ANSWER: ClientErrorAnswer = {
 
 /**
  * Node hands a CONNECT request to the server's 'connect' listeners with the raw socket, and
- * destroys the socket without a word when there are none (contract section 13: answered, never
- * silently dropped). The audit row is written by plugins/access-log.ts.
+ * destroys the socket without a word when there are none (docs/routing.md "Matching": answered and
+ * audited, never silently dropped). The audit row is written by plugins/access-log.ts.
  */
 export function answerConnect (socket: Socket, requestId: string): void {
   socket.on('error', ignore)

@@ -3,7 +3,7 @@ import type { Kysely, Transaction } from 'kysely'
 import type { Database } from '../repositories/database.js'
 
 /**
- * One part of the `/admin/config` document (contract section 4): routes, filters,
+ * One part of the `/admin/config` document (docs/admin-api.md "Whole configuration"): routes, filters,
  * consumers. GET exports every section; PUT validates every section first and then
  * replaces them all in one transaction, all-or-nothing.
  */

@@ -4,7 +4,7 @@ import path from 'node:path'
 /**
  * The last configuration a process loaded from PostgreSQL, kept in a local file so that a
  * process (or cluster worker) that starts while the database is unreachable serves it until
- * the database answers (contract section 13). One file per database:
+ * the database answers (docs/faults.md "Starting without the database"). One file per database:
  * `./data/last-config-<host>-<port>-<database>.json`, relative to the working directory, the
  * same folder as the default SQLite database. SQLite needs none: its file is the data.
  *

@@ -1,5 +1,5 @@
 /**
- * Tells a database that is away, full or locked (contract section 13 "Database outage") from
+ * Tells a database that is away, full or locked (docs/faults.md) from
  * a query that is wrong. The first kind is answered 503 with Retry-After and a message naming
  * the problem, and makes a process that starts without its database fall back to the last
  * configuration it saw; the second stays an error.

@@ -2,7 +2,7 @@ import { STATUS_CODES } from 'node:http'
 
 /**
  * The error kinds the gateway answers itself. Every one becomes
- * `{"statusCode","error","message","requestId"}` (contract section 3).
+ * `{"statusCode","error","message","requestId"}` (docs/routing.md "Refused before routing").
  */
 export class GatewayError extends Error {
   constructor (

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 
 /**
- * `Expect: 100-continue` (contract section 3). Node answers "100 Continue" at once unless the
+ * `Expect: 100-continue` (docs/routing.md "Forwarding"). Node answers "100 Continue" at once unless the
  * server listens to 'checkContinue'; then a declared body over the limit would still get a
  * 100 before its 413. Instead the request goes through the normal handler marked, and the
  * 100 is sent only once the gateway has decided to read the body: by the proxy's body-limit

@@ -2,11 +2,11 @@ import type { Socket } from 'node:net'
 import type { Route } from '../schemas/route.js'
 import type { RoutePipeline } from './pipeline.js'
 
-/** How a proxied request ended, as written to the audit log (contract section 4). */
+/** How a proxied request ended, as written to the audit log (docs/observability.md "Audit log"). */
 export type Outcome = 'proxied' | 'no_route' | 'blocked' | 'unauthorized' | 'rate_limited' | 'too_large' | 'upstream_error'
 
 export interface ConsumerIdentity {
-  /** null when a JWT names a consumer that is not registered (contract section 5). */
+  /** null when a JWT names a consumer that is not registered (docs/auth.md "JWT"). */
   id: string | null
   name: string
   /** The consumer's own limit; it overrides the route's when the route limits by consumer. */

@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks'
 import { Client } from 'undici'
 import type { RouteHealthCheck } from '../schemas/route.js'
 
-/** Passive health (contract section 3 "Load balancing"): what ejects a target and for how long. */
+/** Passive health (docs/upstreams.md "Passive health"): what ejects a target and for how long. */
 export interface PassiveHealthOptions {
   /** Consecutive failures (connect errors, resets, timeouts, 5xx answers) that eject a target. */
   failures: number

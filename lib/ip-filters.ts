@@ -4,7 +4,7 @@ import { routePrefix } from './route-matcher.js'
 import type { Filter } from '../schemas/filter.js'
 
 /**
- * The compiled allow/deny lists (contract section 4 "Filters"). Semantics:
+ * The compiled allow/deny lists (docs/policies.md "Filters"). Semantics:
  * 1. deny wins: a request matching any deny rule (its ip contains the client, its path
  *    prefix covers the request path, or both when the rule sets both) is refused;
  * 2. allow lists: the most specific path prefix that has allow rules decides (an ip-only

@@ -1,5 +1,5 @@
 /**
- * The one place a request path is normalised (contract section 3, traps.md #4). Routing
+ * The one place a request path is normalised (docs/routing.md "Normalisation"). Routing
  * decides on the result and exactly the result is forwarded, so no spelling of a path can
  * reach a route its normalised form would not.
  *

@@ -40,7 +40,7 @@ export function operationIdFor (method: string | string[], url: string): string 
 /**
  * What every documented operation says without each route repeating it: an operationId,
  * `security: []` when the route needs no token, the 400 of any route that validates its input,
- * the 415 of a JSON body, and the 429 of the admin token's lockout (contract section 2).
+ * the 415 of a JSON body, and the 429 of the admin token's lockout (docs/admin-api.md "Brute-force limit").
  * Works on copies: the route's own schema, which validates requests, is never changed.
  */
 export function documentedOperation (routeSchema: FastifySchema, method: string | string[], url: string): FastifySchema {

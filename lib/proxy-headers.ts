@@ -18,7 +18,7 @@ const REQUEST_ONLY_HOP = 'expect'
 
 /**
  * Set by the gateway itself; a client's own copies are dropped. With them the client-IP claims
- * the gateway did not verify (contract section 3): an upstream that trusts X-Real-IP or
+ * the gateway did not verify (docs/routing.md "Forwarding"): an upstream that trusts X-Real-IP or
  * CF-Connecting-IP must only ever see the address the gateway decided on (TRUST_PROXY).
  */
 const GATEWAY_OWNED = new Set([
@@ -59,7 +59,7 @@ export interface UpstreamHeaderInput {
 
 /**
  * One pass over the raw request headers → the flat [name, value, …] list sent upstream.
- * Header names with '_' are dropped, as nginx does (traps.md #7): they can alias
+ * Header names with '_' are dropped, as nginx does: they can alias
  * hop-by-hop or credential headers in servers that fold '_' into '-'.
  */
 export function upstreamRequestHeaders (input: UpstreamHeaderInput): string[] {

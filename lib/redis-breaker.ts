@@ -1,5 +1,5 @@
 /**
- * Circuit breaker in front of Redis (contract section 13 "Redis outage").
+ * Circuit breaker in front of Redis (docs/policies.md "Redis outage").
  *
  * A command timeout alone is not enough: a Redis that hangs (SIGSTOP, a stuck host, a
  * black-holed network) would still cost every rate-limited request the whole timeout, so

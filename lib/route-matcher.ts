@@ -4,7 +4,7 @@ import { normalizePath } from './normalize-path.js'
 /**
  * An immutable index of enabled routes. Lookup walks the request path's own prefixes
  * (at most one Map lookup per path segment), so its cost does not grow with the number
- * of routes (contract section 3: segment-boundary prefix, longest wins, hosts beat none).
+ * of routes (docs/routing.md "Matching": segment-boundary prefix, longest wins, hosts beat none).
  * A candidate that refuses the method or host does not end the walk: shorter prefixes
  * are tried next, and only when none accepts is the answer "no route" (404).
  */

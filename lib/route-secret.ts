@@ -4,7 +4,7 @@ type JwtAuth = Extract<RouteAuth, { type: 'jwt' }>
 
 /**
  * A route as answers show it: a JWT route's HS256 secret is write-only, shown as `secret: null`
- * with `secretSet` saying whether one is stored (contract section 4: no answer carries secrets).
+ * with `secretSet` saying whether one is stored (docs/admin-api.md "A JWT route's secret is write-only").
  */
 export function publicRoute<T extends Pick<Route, 'auth'>> (route: T): T {
   if (route.auth.type !== 'jwt') return route

@@ -13,7 +13,7 @@ const CLOSE_HOOKS_MS = 10_000
 const IDLE_SWEEP_MS = 50
 
 /**
- * The graceful sequence of contract section 1: /ready 503 at once → keep serving for delayMs →
+ * The graceful sequence of README "Shutdown": /ready 503 at once → keep serving for delayMs →
  * close the listener (app.close(): idle keep-alive connections close, in-flight requests finish,
  * new requests on kept-alive connections are still served with Connection: close) → after
  * graceMs cut whatever is left → onClose hooks run (audit rows written, pools and db closed).

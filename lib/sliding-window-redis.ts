@@ -9,7 +9,7 @@ import { type Decision, bannedDecision, decide } from './sliding-window.js'
  * limit and each request costs one round trip. The script reads Redis's clock (TIME), so
  * instances with skewed clocks still agree on the window. ARGV[3] = 0 only reads.
  *
- * Bans (contract section 13) live beside the counter in KEYS[2], a plain key expiring with
+ * Bans (docs/policies.md "Bans") live beside the counter in KEYS[2], a plain key expiring with
  * the ban (PX), checked and set by the same script: a banned key costs no extra round trip
  * and every instance on this Redis sees the ban. ARGV[4] = ban length in ms (0: none).
  * Reply: {allowed, previous, current, elapsed ms, ban ms left (0: none)}.

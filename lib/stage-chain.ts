@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 
 /**
- * One step of the proxied request's policy (contract section 3): calls `done()` to go on,
+ * One step of the proxied request's policy (docs/policies.md, top): calls `done()` to go on,
  * or answers the request itself (a 4xx through lib/gateway-reply.ts) and does not call it.
  */
 export type Stage = (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => void

@@ -167,7 +167,7 @@ const accessLogPlugin: FastifyPluginAsync = async (app) => {
     }
     const path = request.url.split('?')[0]
     if (request.is404) {
-      // A method the proxy does not route: proxied traffic that matched no route (contract section 3).
+      // A method the proxy does not route: proxied traffic that matched no route (docs/routing.md "Matching").
       const detail = `no route for method ${request.method}`
       metrics.recordRequest(null, request.method, status, durationMs, 'no_route', 0, 0)
       request.log.info({ route: null, method: request.method, path, status, durationMs, outcome: 'no_route' }, 'request completed')

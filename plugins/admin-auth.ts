@@ -16,7 +16,7 @@ const FAILURE_WINDOW_MS = 60_000
 
 const adminAuthPlugin: FastifyPluginAsync = async (app) => {
   // A generated token's hash lives in the database; it is saved with the configuration
-  // snapshot so a process that starts without the database still knows it (contract section 13).
+  // snapshot so a process that starts without the database still knows it (docs/faults.md).
   let tokenHash: Buffer | null = null
   await app.configChanges.track('admin-token', async () => {
     tokenHash = await resolveAdminTokenHash(app.db, app.config.adminToken, app.log)
@@ -47,7 +47,7 @@ const adminAuthPlugin: FastifyPluginAsync = async (app) => {
   const requireAdmin: onRequestAsyncHookHandler = async (request, reply) => {
     await refuseLimitedClient.call(app, request, reply)
     const header = request.headers.authorization
-    // Node keeps only the first of two Authorization lines (traps.md #5): refuse, never guess.
+    // Node keeps only the first of two Authorization lines: refuse, never guess.
     if (countHeader(request.raw.rawHeaders, 'authorization') > 1) {
       return reply.code(400).send(errorBody(400, 'duplicate authorization header', request.id))
     }

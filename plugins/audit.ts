@@ -137,7 +137,7 @@ const auditPlugin: FastifyPluginAsync<AuditOptions> = async (app, options) => {
   /** The oldest batchSize rows; false when the write failed (they stay queued, retried with backoff). */
   async function writeBatch (): Promise<boolean> {
     // A copy, never the live queue: rows pushed while the write awaits must not join this
-    // batch, or they would be written by it and again by the next (issue 11, item 4).
+    // batch, or they would be written by it and again by the next (docs/faults.md "Audit rows").
     const batch = queue.slice(head, Math.min(queue.length, head + batchSize))
     let written: number
     try {

@@ -11,7 +11,7 @@ import type { Database } from '../repositories/database.js'
  * function; a change made here reloads at once, a change made elsewhere is seen by the
  * poll (well within the contract's 1 s) or earlier when something calls refresh().
  *
- * Database outages (contract section 13): the poll doubles as the database's heartbeat
+ * Database outages (docs/faults.md): the poll doubles as the database's heartbeat
  * (app.dbState). Concerns registered with track() have what they loaded saved to a local
  * file (lib/config-snapshot.ts, PostgreSQL only); a process that starts while the database
  * is unreachable installs that instead, keeps polling, and loads from the database — after

@@ -2,7 +2,7 @@ import { isIP } from 'node:net'
 import { parseEnv } from 'node:util'
 
 /**
- * Every setting of the gateway, read once from the environment (contract section 1).
+ * Every setting of the gateway, read once from the environment (README "Configuration").
  * loadConfig is pure: it never touches process.env itself, so tests pass their own.
  */
 export interface Config {
@@ -12,7 +12,7 @@ export interface Config {
   /** null: generate one at first start and keep its hash in the database. */
   adminToken: string | null
   redisUrl: string | null
-  /** Longest a request waits for one Redis command before failing open (contract section 13). */
+  /** Longest a request waits for one Redis command before failing open (docs/policies.md "Redis outage"). */
   redisTimeoutMs: number
   /** Wrong admin tokens one client IP may send in a minute before it is refused with 429. */
   adminAuthMaxFailures: number
@@ -33,7 +33,7 @@ export interface Config {
   keepAliveTimeoutMs: number
   /** Client connections one listener holds; beyond it new ones are closed at once. */
   maxConnections: number
-  /** A client that takes none of an answer for this long is cut off (contract section 13). */
+  /** A client that takes none of an answer for this long is cut off (docs/upstreams.md "Slow readers"). */
   sendTimeoutMs: number
   shutdownDelayMs: number
   shutdownGraceMs: number

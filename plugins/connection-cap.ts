@@ -5,7 +5,7 @@ import { Counter } from 'prom-client'
 import { atMostEvery } from '../lib/at-most-every.js'
 
 /**
- * MAX_CONNECTIONS (contract section 1) on every listener of the process: a connection beyond the
+ * MAX_CONNECTIONS (docs/routing.md "Refused before routing") on every listener of the process: a connection beyond the
  * cap is closed as soon as it is accepted, those already open are unaffected.
  *
  * Node's own `server.maxConnections` does exactly that (net.Server counts the sockets it accepted

@@ -11,7 +11,7 @@ const errorHandlerPlugin: FastifyPluginAsync = async (app) => {
   app.setErrorHandler((error: FastifyError | GatewayError, request, reply) => {
     const statusCode = typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500
     // A database that is away, full or locked is the database's problem, not ours: 503 naming
-    // it, with Retry-After (contract section 13), never a 500.
+    // it, with Retry-After (docs/faults.md), never a 500.
     const database = statusCode === 500 ? databaseProblem(error) : null
     if (database !== null) {
       request.log.warn({ err: error }, 'database unavailable for this request')

@@ -8,10 +8,10 @@ import { deleteAllFilters, insertFilters, listAllFilters } from '../repositories
 import { type Filter, type FilterConfigItem, FilterConfigItemSchema } from '../schemas/filter.js'
 
 /**
- * IP/path allow and deny lists for proxied traffic (contract section 4 "Filters"). The rules
+ * IP/path allow and deny lists for proxied traffic (docs/policies.md "Filters"). The rules
  * live in the `filters` table; every change (here or on another instance) recompiles them
  * into a FilterSet that requests read without touching the database. The proxy checks it right
- * after the gateway context exists and before route matching (contract section 3), for every
+ * after the gateway context exists and before route matching (docs/policies.md, top), for every
  * proxied request; the reserved endpoints never see it.
  */
 export interface Filters {

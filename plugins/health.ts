@@ -22,7 +22,7 @@ async function withTimeout<T> (work: Promise<T>, ms: number): Promise<T> {
 
 export interface Readiness {
   readonly draining: boolean
-  /** From now on /ready answers 503 (SIGTERM; contract section 1). */
+  /** From now on /ready answers 503 (SIGTERM; README "Shutdown"). */
   drain: () => void
 }
 

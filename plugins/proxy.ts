@@ -12,12 +12,12 @@ import type { ResponseHead } from '../lib/proxy-headers.js'
 import { hostName } from '../lib/route-matcher.js'
 
 /**
- * Paths of the reserved endpoints (contract section 2). A spelling like "/x/../admin/routes"
+ * Paths of the reserved endpoints (README "Reserved endpoints"). A spelling like "/x/../admin/routes"
  * or an unknown "/admin/…" path reaches this scope's catch-all; it must never be proxied.
  */
 const RESERVED_PATH = /^\/(?:admin|docs|health|ready|metrics)(?:\/|$)/
 
-/** Request headers whose duplicates are refused (traps.md #5): Node silently keeps the first. */
+/** Request headers whose duplicates are refused (docs/routing.md "Refused before routing"): Node silently keeps the first. */
 const SINGLE_VALUED = new Set(['host', 'authorization', 'proxy-authorization', 'x-api-key', 'x-request-id', 'content-length', 'transfer-encoding'])
 /** Their name lengths: most headers are skipped without lower-casing their names. */
 const SINGLE_VALUED_LENGTHS = new Set([...SINGLE_VALUED].map((name) => name.length))

@@ -5,13 +5,13 @@ import { randomUUID } from 'node:crypto'
 import { RedisBreaker } from '../lib/redis-breaker.js'
 
 /**
- * Redis, when REDIS_URL is set (contract section 1): shared rate-limit counters
+ * Redis, when REDIS_URL is set: shared rate-limit counters
  * (policies/rate-limit/) and a config-change broadcast. The database's config_version stays
  * the source of truth; the broadcast only makes other instances look at it at once instead
  * of at their next poll, and the poll remains the safety net when Redis is away.
  *
  * Redis being down must cost a proxied request at most REDIS_TIMEOUT_MS, and only a handful of
- * them (contract section 13): no offline queue (a command fails at once while disconnected),
+ * them (docs/policies.md "Redis outage"): no offline queue (a command fails at once while disconnected),
  * a command timeout of REDIS_TIMEOUT_MS, no per-command retries, reconnection forever with a
  * capped back-off, and a breaker (lib/redis-breaker.ts) that bypasses Redis after
  * BREAKER_THRESHOLD failures in a row until a probe finds it back.

@@ -44,7 +44,7 @@ const PAGE = `<!doctype html>
 
 const pageResponse = { 200: { description: 'HTML page', content: { 'text/html': { schema: { type: 'string' } } } } }
 
-/** GET /redoc: ReDoc rendering the same OpenAPI document as /docs/json (contract section 2). */
+/** GET /redoc: ReDoc rendering the same OpenAPI document as /docs/json (docs/admin-api.md). */
 const redocPlugin: FastifyPluginAsync = async (app) => {
   let bundle: Promise<Buffer> | undefined
 

@@ -9,7 +9,7 @@ import { AUDIT_COLUMNS, type AuditBatchReply, type AuditBatchRequest, type Audit
 const { file } = workerData as AuditWorkerData
 const port = parentPort as NonNullable<typeof parentPort>
 const sqlite = new SQLite(file)
-// Same short busy timeout as plugins/db.ts (traps.md #6): SQLITE_BUSY comes back as an error
+// Same short busy timeout as repositories/connection.ts: SQLITE_BUSY comes back as an error
 // and the audit plugin retries the batch with backoff.
 sqlite.pragma('busy_timeout = 250')
 // Per connection, like plugins/db.ts: in WAL mode a commit is then not an fsync (a crash of

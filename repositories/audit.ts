@@ -7,7 +7,7 @@ import type { Outcome } from '../lib/gateway-context.js'
 import type { AuditLogRow, Database, NewAuditLogRow } from './database.js'
 import { type AuditBatchReply, type AuditBatchRequest, type AuditWorkerData, flattenRows } from './audit-columns.js'
 
-/** An audit row as the admin API answers it (contract section 4 "Audit"). */
+/** An audit row as the admin API answers it (docs/observability.md "Audit log"). */
 export interface AuditEntry {
   id: number
   ts: string
@@ -84,7 +84,7 @@ export function openAuditWriter (db: Kysely<Database>, databaseUrl: string): Aud
 }
 
 /**
- * Exactly once on PostgreSQL (contract section 13): when the connection dies after COMMIT was
+ * Exactly once on PostgreSQL (docs/faults.md "Audit rows"): when the connection dies after COMMIT was
  * sent (server stopped, failed over, backend terminated), the batch may or may not have been
  * committed, and writing it again could write every row twice. Each batch notes its
  * transaction id first; after such a failure, txid_status() (PostgreSQL 10+) on the next

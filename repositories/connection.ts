@@ -10,7 +10,7 @@ import type { Database } from './database.js'
 export type DatabaseKind = 'sqlite' | 'postgres'
 
 // A write lock held by another process must not freeze this one for long: better-sqlite3 waits
-// synchronously, blocking the event loop (traps.md #6). Writes are off the request path and retried.
+// synchronously, blocking the event loop (docs/faults.md "How it is built"). Writes are off the request path and retried.
 const SQLITE_BUSY_TIMEOUT_MS = 250
 
 export function openDatabase (databaseUrl: string, onConnectionError: (err: Error) => void = () => {}): { db: Kysely<Database>, kind: DatabaseKind } {
@@ -72,7 +72,7 @@ export async function migrateToLatest (db: Kysely<Database>): Promise<void> {
     })
   })
   const { error, results } = await migrator.migrateToLatest()
-  // Unreachable is not a failed migration: the caller retries (contract section 13).
+  // Unreachable is not a failed migration: the caller retries (docs/faults.md "Starting without the database").
   if (databaseProblem(error)?.unreachable === true) throw error
   const failed = results?.find((result) => result.status === 'Error')
   if (error !== undefined || failed !== undefined) {

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify'
 import { ErrorSchema } from '../schemas/common.js'
 
 /**
- * GET /metrics: Prometheus text format, behind the admin token (contract section 2). A
+ * GET /metrics: Prometheus text format, behind the admin token (docs/observability.md "GET /metrics"). A
  * reserved endpoint on the root, so it is answered here and never reaches the proxy, even
  * when a route covers "/".
  */

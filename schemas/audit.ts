@@ -8,7 +8,7 @@ const EventType = Type.Union([Type.Literal('request'), Type.Literal('admin')])
 const Nullable = <T extends ReturnType<typeof Type.String> | ReturnType<typeof Type.Integer> | ReturnType<typeof Type.Number>>(schema: T) =>
   Type.Union([schema, Type.Null()])
 
-/** One audit row (contract section 4 "Audit"). */
+/** One audit row (docs/observability.md "Audit log"). */
 export const AuditEntrySchema = Type.Object({
   id: Type.Integer(),
   ts: Type.String({ format: 'date-time', description: 'when the request ended (UTC)' }),
@@ -75,5 +75,5 @@ export const AuditStatsSchema = Type.Object({
     queuedRows: Type.Integer({ description: 'rows this process has queued and not yet written: not counted above' }),
     droppedRows: Type.Integer({ description: 'rows this process dropped since start because its queue was full' }),
     writeError: Nullable(Type.String({ description: 'why writing rows fails right now; null while writes succeed' }))
-  }, { description: 'what the counts above are missing: while writeError is set they are stale (contract section 13)' })
+  }, { description: 'what the counts above are missing: while writeError is set they are stale' })
 }, { $id: 'AuditStats' })

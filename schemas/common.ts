@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { defaultsOptional } from './defaults.js'
 
-/** Every answer the gateway makes itself (contract section 3). */
+/** Every answer the gateway makes itself (docs/routing.md "Refused before routing"). */
 export const ErrorSchema = Type.Object({
   statusCode: Type.Integer(),
   error: Type.String(),
@@ -16,7 +16,7 @@ export type ErrorBody = Static<typeof ErrorSchema>
  */
 export const MAX_OFFSET = 1_000_000_000
 
-/** `limit` and `offset` of every list (contract section 4); both optional, defaults filled by Ajv. */
+/** `limit` and `offset` of every list (docs/admin-api.md "Common rules"); both optional, defaults filled by Ajv. */
 export const pageFields = {
   limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'items per page' }),
   offset: Type.Integer({ minimum: 0, maximum: MAX_OFFSET, default: 0, description: 'items to skip' })

@@ -1,7 +1,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { defaultsOptional } from './defaults.js'
 
-/** Fields a client sends to POST /admin/filters (contract section 4 "Filters"). */
+/** Fields a client sends to POST /admin/filters (docs/policies.md "Filters"). */
 export const FilterInputSchema = defaultsOptional(Type.Object({
   action: Type.Union([Type.Literal('deny'), Type.Literal('allow')], { description: 'deny → 403; allow → only matching IPs reach the path prefix' }),
   ip: Type.Union([Type.String({ minLength: 2, maxLength: 64 }), Type.Null()], { default: null, description: 'an IPv4/IPv6 address or CIDR block' }),

@@ -1,6 +1,6 @@
 import { Type } from '@sinclair/typebox'
 
-/** The `redis` section of GET /admin/status (contract section 13 "Redis outage"). */
+/** The `redis` section of GET /admin/status (docs/observability.md "GET /admin/status", docs/policies.md "Redis outage"). */
 export const RedisStatusSchema = Type.Object({
   configured: Type.Boolean({ description: 'REDIS_URL is set' }),
   up: Type.Boolean({ description: 'Redis is in use; false: bypassed (rate limits fail open) until a probe finds it back (gatehouse_redis_up)' }),

@@ -5,7 +5,7 @@ const ByStatusClass = Type.Object({
   '1xx': Type.Integer(), '2xx': Type.Integer(), '3xx': Type.Integer(), '4xx': Type.Integer(), '5xx': Type.Integer()
 })
 
-/** GET /admin/status (contract section 4 "Status and configuration"): this instance since it started. */
+/** GET /admin/status (docs/observability.md "GET /admin/status"): this instance since it started. */
 const ProcessStatusSchema = Type.Object({
   version: Type.String(),
   instanceId: Type.String({ description: 'this process (host, pid and a random part); with WORKERS > 1, the host (host name and the primary\'s pid)' }),
@@ -46,7 +46,7 @@ const WorkerStatusSchema = Type.Object({
 })
 
 /**
- * With WORKERS > 1 the answer is the host's (contract section 13 "Worker processes"): counters
+ * With WORKERS > 1 the answer is the host's: counters
  * summed over the workers, targets merged, and `workers` the per-worker breakdown
  * (docs/observability.md "/admin/status with WORKERS > 1").
  */

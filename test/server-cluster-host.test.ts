@@ -4,7 +4,7 @@ import { Client } from 'undici'
 import { adminHeaders, httpRequest, spawnGateway, startUpstream, type SpawnedGateway } from './helper.js'
 
 /**
- * Contract section 13 "Worker processes": with WORKERS=2 and no Redis, the host has one rate
+ * docs/policies.md "Several worker processes", docs/observability.md: with WORKERS=2 and no Redis, the host has one rate
  * limit, /admin/rate-limits reads and resets every worker's counters, and /admin/status answers
  * for the whole host with a per-worker breakdown. Real processes, real sockets; every request on
  * a new connection so that the primary spreads them over both workers.

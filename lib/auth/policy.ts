@@ -34,7 +34,7 @@ export const INVALID_CREDENTIALS = 'invalid credentials'
 
 const REALM = 'gatehouse'
 const AUTHORIZATION_ONLY: readonly string[] = Object.freeze(['authorization'])
-/** Header names proxy.ts already refuses in duplicate (traps.md #5). */
+/** Header names proxy.ts already refuses in duplicate (Node would keep the first). */
 const CHECKED_BY_PROXY = new Set(['authorization', 'x-api-key'])
 
 /** null for `type: "none"`. */
@@ -77,7 +77,7 @@ function countRawHeader (rawHeaders: readonly string[], lowerName: string): numb
 const bearerChallenge = { 'www-authenticate': `Bearer realm="${REALM}"` }
 const invalidBearerChallenge = { 'www-authenticate': `Bearer realm="${REALM}", error="invalid_token"` }
 
-/** Key from the route's header (default x-api-key) or `Authorization: Bearer <key>` (contract section 5). */
+/** Key from the route's header (default x-api-key) or `Authorization: Bearer <key>` (docs/auth.md "Route auth"). */
 class ApiKeyPolicy implements AuthPolicy {
   /** null when the configured header is Authorization itself: then only the Bearer form counts. */
   private readonly header: string | null
@@ -185,7 +185,7 @@ class JwtPolicy implements AuthPolicy {
     if (typeof value !== 'string' || !CLAIM_VALUE.test(value)) {
       return unauthorized(reply, context, invalidBearerChallenge, INVALID_CREDENTIALS, `claim ${this.claim} missing or not a plain string`)
     }
-    // A registered consumer by that name, else the value passed through as a name only (contract section 5).
+    // A registered consumer by that name, else the value passed through as a name only (docs/auth.md "JWT").
     const consumer = this.store().byName.get(value) ?? { id: null, name: value, rateLimit: null }
     admit(context, consumer, AUTHORIZATION_ONLY, done)
   }

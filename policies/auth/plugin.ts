@@ -9,7 +9,7 @@ import { loadCredentials, type StoredCredentials } from '../../repositories/cons
 import { compileAuthStage } from './stage.js'
 
 /**
- * Route auth (contract section 5): the stage a route with `auth` runs between CORS and the
+ * Route auth (docs/auth.md "Route auth"): the stage a route with `auth` runs between CORS and the
  * rate limit. Each route's policy is compiled when the route table swaps; the
  * credential store (every consumer, key hash and basic credential) is compiled whenever
  * the configuration version moves — at once on this instance, within the poll interval on

@@ -3,7 +3,7 @@ import type { FastifyPluginAsync } from 'fastify'
 import { compileBodyLimit } from './stage.js'
 
 /**
- * Route `bodyLimit` (contract section 3): every route has one, so every route runs this
+ * Route `bodyLimit` (docs/routing.md "Forwarding"): every route has one, so every route runs this
  * stage. A chunked body is counted while it streams to the upstream (lib/forward.ts).
  */
 const bodyLimitPlugin: FastifyPluginAsync = async (app) => {

@@ -9,7 +9,7 @@ const CLOSE = { connection: 'close' }
 /**
  * The body-limit stage of every route: a declared Content-Length over the route's bodyLimit
  * is refused with 413 before a byte is read (and before 100 Continue); a chunked body is
- * counted and cut while it streams (lib/body-limit.ts limitedRequestBody, traps.md #2).
+ * counted and cut while it streams (lib/body-limit.ts limitedRequestBody; docs/routing.md "Forwarding").
  */
 export function compileBodyLimit (route: Route): RouteStage {
   const limit = route.bodyLimit

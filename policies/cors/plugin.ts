@@ -4,7 +4,7 @@ import { compileCors, defaultCorsPolicy } from '../../lib/cors.js'
 import { compileCorsStage, kAllowOrigin, kDecided } from './stage.js'
 
 /**
- * CORS for proxied traffic, per route (contract section 4, route `cors`): the route's
+ * CORS for proxied traffic, per route (docs/policies.md "CORS"): the route's
  * policy, else the CORS_ORIGINS default, else none — then the route has no CORS stage at
  * all: the request passes untouched and a preflight goes upstream like any OPTIONS. With a
  * policy, preflights are answered here and never forwarded. The logic is @fastify/cors's
@@ -12,7 +12,7 @@ import { compileCorsStage, kAllowOrigin, kDecided } from './stage.js'
  * route and answers preflights through its own OPTIONS route, while here one catch-all
  * route serves every gateway route and the header values are precomputed per gateway route.
  *
- * Proxied traffic only: the admin API's CORS is its own (contract section 2).
+ * Proxied traffic only: the admin API's CORS is its own (docs/admin-api.md "CORS").
  */
 
 const corsPlugin: FastifyPluginAsync = async (app) => {

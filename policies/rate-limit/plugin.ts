@@ -10,7 +10,7 @@ import type { Route } from '../../schemas/route.js'
 import { compileRateLimitStage, gatewayWidePolicy, type Policy, routePolicy } from './stage.js'
 
 /**
- * Rate limits on proxied traffic (contract section 4 "Rate limits"): a route's own
+ * Rate limits on proxied traffic (docs/policies.md "Rate limits"): a route's own
  * `rateLimit {max, windowMs, by}`, else the gateway-wide RATE_LIMIT_MAX per client IP shared
  * by every route without one. Sliding-window counters (lib/sliding-window.ts) in memory, or
  * in Redis when REDIS_URL is set (lib/sliding-window-redis.ts), or without Redis under WORKERS > 1

@@ -7,7 +7,7 @@ import { GatewayError } from '../../lib/errors.js'
 /**
  * The one way the admin API changes configuration: the write and the config_version bump
  * commit together, the running gateway reloads before the response is sent, the change is
- * audited, and other instances see the new version on their next poll (contract section 4).
+ * audited, and other instances see the new version on their next poll (docs/architecture.md "One admin change").
  */
 export async function applyConfigChange<T> (
   app: FastifyInstance,

@@ -7,7 +7,7 @@ import { AuditEntrySchema, AuditLogQuerySchema, AuditStatsQuerySchema, AuditStat
 const tags = ['audit']
 const security = [{ bearerAuth: [] }]
 
-/** /admin/audit/logs and /admin/audit/stats — contract section 4 "Audit". */
+/** /admin/audit/logs and /admin/audit/stats — docs/observability.md "Audit log". */
 const auditAdmin: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/logs', {
     schema: {

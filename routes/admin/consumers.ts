@@ -21,7 +21,7 @@ const security = [{ bearerAuth: [] }]
 const errors = { 400: ErrorSchema, 401: ErrorSchema, 404: ErrorSchema, 409: ErrorSchema }
 
 /**
- * /admin/consumers — contract section 4 "Consumers and credentials". Every change goes
+ * /admin/consumers — docs/auth.md "Consumers". Every change goes
  * through applyConfigChange, so the credential store of this instance is rebuilt before the
  * answer is sent and other instances rebuild theirs on their next poll. Audit rows carry
  * references only: never a key, a key hash or a password.

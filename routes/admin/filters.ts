@@ -12,7 +12,7 @@ import { FilterInputSchema, FilterSchema } from '../../schemas/filter.js'
 const tags = ['filters']
 const security = [{ bearerAuth: [] }]
 
-/** /admin/filters — contract section 4 "Filters". */
+/** /admin/filters — docs/policies.md "Filters". */
 const filtersAdmin: FastifyPluginAsyncTypebox = async (app) => {
   const notFound = (id: string): GatewayError => new GatewayError(404, 'GW_NOT_FOUND', `filter ${id} not found`)
 

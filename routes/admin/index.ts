@@ -24,7 +24,7 @@ export default async function admin (app: FastifyInstance): Promise<void> {
   // Before the token check: a browser's preflight carries no Authorization header.
   if (app.config.adminCorsOrigins.length > 0) await app.register(cors, adminCorsOptions(app.config.adminCorsOrigins))
   app.addHook('onRequest', app.requireAdmin)
-  // JSON in and out (contract section 4): any other body type is 415, not a string to validate.
+  // JSON in and out (docs/admin-api.md "Common rules"): any other body type is 415, not a string to validate.
   app.removeContentTypeParser('text/plain')
   // `curl -X DELETE -H 'content-type: application/json'` sends no body: not an error here; a
   // route that needs a body says so itself ("body is required").

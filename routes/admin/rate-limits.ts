@@ -35,7 +35,7 @@ const CountersSchema = Type.Object({
   total: Type.Integer()
 })
 
-/** /admin/rate-limits/:ip — contract section 4 "Rate limits". */
+/** /admin/rate-limits/:ip — docs/policies.md "Admin". */
 const rateLimitsAdmin: FastifyPluginAsyncTypebox = async (app) => {
   function checkedIp (ip: string): string {
     const parsed = parseIp(ip)

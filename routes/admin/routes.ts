@@ -15,7 +15,7 @@ const tags = ['routes']
 const security = [{ bearerAuth: [] }]
 const errors = { 400: ErrorSchema, 401: ErrorSchema, 404: ErrorSchema, 409: ErrorSchema }
 
-/** /admin/routes — contract section 4 "Routes". */
+/** /admin/routes — docs/admin-api.md "Routes". */
 const routesAdmin: FastifyPluginAsyncTypebox = async (app) => {
   app.configSections.add(routesSection(app.config))
   const notFound = (id: string): GatewayError => new GatewayError(404, 'GW_NOT_FOUND', `route ${id} not found`)

@@ -14,7 +14,7 @@ const HEALTH_FIELDS = ['consecutiveFailures', 'ejectedUntil', 'ejectionsTotal', 
 /** How long the host-wide answer waits for each worker (WORKERS > 1). */
 const GATHER_TIMEOUT_MS = 1000
 
-/** GET /admin/status — contract section 4 "Status and configuration"; with WORKERS > 1, section 13 "Worker processes". */
+/** GET /admin/status — docs/observability.md "GET /admin/status" (and "… with WORKERS > 1"). */
 const statusAdmin: FastifyPluginAsyncTypebox = async (app) => {
   const instanceId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`
   const startedAt = Date.now()

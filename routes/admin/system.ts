@@ -12,7 +12,7 @@ const security = [{ bearerAuth: [] }]
 export type ConfigDocument = Record<string, unknown[]>
 
 /**
- * POST /admin/reload, GET and PUT /admin/config (contract section 4 "Status and configuration").
+ * POST /admin/reload, GET and PUT /admin/config (docs/admin-api.md "Reload", "Whole configuration").
  * The document has one array per section of app.configSections (routes, filters, consumers).
  */
 const systemAdmin: FastifyPluginAsyncTypebox = async (app) => {
@@ -27,7 +27,7 @@ const systemAdmin: FastifyPluginAsyncTypebox = async (app) => {
   function completeDocumentSchema (): TObject {
     if (!completed) {
       const properties: Record<string, TSchema> = {}
-      // A section left out is an empty one: "what it omits is deleted" (contract section 4).
+      // A section left out is an empty one: "what it omits is deleted" (docs/admin-api.md).
       for (const section of app.configSections.all) properties[section.name] = Type.Optional(Type.Array(section.itemSchema))
       Object.assign(documentSchema, Type.Object(properties, { additionalProperties: false }), { description: documentSchema.description })
       completed = true

@@ -2,7 +2,7 @@ import t from 'tap'
 import { postgresDatabase, startGateway, startUpstream } from '../helper.js'
 import { startLoad } from './load.js'
 
-// Issue 11 item 4: on PostgreSQL 1–2 % of audit rows were written twice under concurrent load
+// docs/faults.md "Audit rows": on PostgreSQL 1–2 % of audit rows were written twice under concurrent load
 // (a batch was the live queue array: rows pushed while its transaction ran were inserted by it
 // and again by the next batch).
 

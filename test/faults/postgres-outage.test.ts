@@ -4,7 +4,7 @@ import { spawnGateway, startUpstream, tempDir } from '../helper.js'
 import { call, startLoad, waitFor } from './load.js'
 import { startPrivatePostgres, type PrivatePostgres } from './private-postgres.js'
 
-// Contract section 13 "Database outage", issue 11 item 2: a PostgreSQL stopped, restarted
+// docs/faults.md "What you see": a PostgreSQL stopped, restarted
 // and with its sessions killed under load must not crash the gateway (it did on the third
 // round: an unhandled 'error' of a checked-out pg client), proxying goes on, /ready and the
 // admin API say 503 while it is away and recover by themselves, and every audit row is

@@ -6,7 +6,7 @@ import { spawnGateway, startUpstream, tempDir } from '../helper.js'
 import { call, waitFor } from './load.js'
 import { startPrivatePostgres } from './private-postgres.js'
 
-// Contract section 13: a process or worker that starts while the database is unreachable
+// docs/faults.md "Starting without the database": a process or worker that starts while the database is unreachable
 // starts anyway with the last configuration it saw, reports /ready 503 and recovers by itself.
 // Before: "start-up failed: connect ECONNREFUSED" (exit 1), and with WORKERS=2 the primary
 // exited 1 before forking.

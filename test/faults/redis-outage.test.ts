@@ -4,7 +4,7 @@ import type { FastifyInstance } from 'fastify'
 import { adminHeaders, createRoute, failOnUnhandledRejections, httpRequest, startGateway, startPrivateRedis, startUpstream } from '../helper.js'
 
 /**
- * Contract section 13 "Redis outage", under load: a hung Redis (SIGSTOP) and a killed one cost
+ * docs/policies.md "Redis outage", under load: a hung Redis (SIGSTOP) and a killed one cost
  * at most REDIS_TIMEOUT_MS for a handful of requests, then nothing (the breaker bypasses
  * Redis), gatehouse_redis_up says so, and limiting is enforced again once Redis is back.
  *

@@ -4,7 +4,7 @@ import t from 'tap'
 import { spawnGateway, startUpstream, tempDir } from '../helper.js'
 import { call, startLoad, waitFor } from './load.js'
 
-// Contract section 13: SIGKILL under load loses at most the rows of one flush (the audit queue
+// docs/faults.md "Audit rows": SIGKILL under load loses at most the rows of one flush (the audit queue
 // is written every 50 ms), never the database: it opens intact and the gateway starts again.
 
 /** Rows wait up to 50 ms for their batch, and the batch's write takes some ms on a busy machine. */

@@ -4,7 +4,7 @@ import { spawnGateway, startUpstream, type TestContext } from '../helper.js'
 import { addRoute, auditRows, countBy, countConnections, settle, sleep, targetStatus, within } from './drill.js'
 
 /**
- * Issue 11 item 3 and contract section 13: a client that reads nothing of a large answer must
+ * docs/upstreams.md "Slow readers": a client that reads nothing of a large answer must
  * not hold an upstream connection (with unread data) or an in-flight count for good.
  */
 

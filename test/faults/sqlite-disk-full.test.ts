@@ -9,7 +9,7 @@ import { call, startLoad, waitFor } from './load.js'
 
 const run = promisify(execFile)
 
-// Contract section 13 and issue 11 item 6: the SQLite file's disk fills up. Admin writes
+// docs/faults.md "What you see": the SQLite file's disk fills up. Admin writes
 // answer 503 naming the full disk (they logged "cannot rollback - no transaction is active"
 // and answered 500), proxying is unaffected, /admin/audit/stats says rows are unwritten, and
 // once space is freed the queued rows are written and the database is intact.

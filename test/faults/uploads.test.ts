@@ -4,7 +4,7 @@ import { httpRequest, spawnGateway, startUpstream } from '../helper.js'
 import { addRoute, auditRows, countBy, countConnections, settle, sleep, targetStatus, within } from './drill.js'
 
 /**
- * Issue 11 item 1: uploads past the pool's 128 connections wait in undici's queue; a client that
+ * Regression: uploads past the pool's 128 connections wait in undici's queue; a client that
  * aborted or was cut (408) while its upload waited there crashed the process with an unhandled
  * 'error' on the attempt's body stream.
  */

@@ -5,7 +5,7 @@ import { Pool } from 'undici'
 import { adminHeaders, httpRequest, spawnGateway, startUpstream, tempDir } from '../helper.js'
 
 /**
- * Contract section 4 "Audit": none is lost on a clean shutdown. A real process (server.ts), real
+ * docs/observability.md "Audit log": none is lost on a clean shutdown. A real process (server.ts), real
  * sockets, a real SQLite file read after the process has exited.
  */
 t.test('10,000 requests followed by SIGTERM leave exactly 10,000 request rows (and those in flight at the signal)', async (t) => {

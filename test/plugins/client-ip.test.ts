@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import { adminHeaders, createRoute, httpRequest, startGateway, startUpstream, type TestContext } from '../helper.js'
 
 /**
- * TRUST_PROXY decides which X-Forwarded-For hops are believed (contract section 1). The
+ * TRUST_PROXY decides which X-Forwarded-For hops are believed (docs/policies.md "Client IP"). The
  * client IP a gateway settled on is observed through a deny filter and the rate-limit
  * counters, the two policies an attacker would want to dodge.
  */

@@ -3,7 +3,7 @@ import t, { type Test } from 'tap'
 import { createRoute, rawStatus, startGateway, startUpstream } from '../helper.js'
 
 /**
- * Client-side limits (contract section 3 "Limits", traps.md #1 and #8): only real sockets see
+ * Client-side limits (docs/routing.md "Refused before routing"): only real sockets see
  * Node's parser and timers, so every case here talks raw TCP to a listening gateway.
  */
 

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { ConfigError, envFileAdditions, loadConfig } from '../../plugins/config.js'
 
-t.test('defaults are the contract section 1 table', async (t) => {
+t.test('defaults are the README Configuration table', async (t) => {
   t.same(loadConfig({}), {
     port: 8080,
     host: '0.0.0.0',

@@ -15,7 +15,7 @@ async function within (limitMs: number, check: () => Promise<boolean>): Promise<
 
 /**
  * Two gateways on one database: A takes admin changes, B proxies over a real socket and
- * must follow within 1 s (contract section 4), polling at the production interval.
+ * must follow within 1 s (docs/admin-api.md "Common rules"), polling at the production interval.
  */
 async function propagation (t: Test, databaseUrl: string): Promise<FastifyInstance> {
   const one = await startUpstream(t, (_req, res) => res.end('one'))

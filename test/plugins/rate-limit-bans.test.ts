@@ -6,7 +6,7 @@ import {
   TEST_REDIS_URL, type HttpResponse
 } from '../helper.js'
 
-/** Contract section 13 "Bans": a route's rateLimit.banSeconds. */
+/** docs/policies.md "Bans": a route's rateLimit.banSeconds. */
 
 const from = (ip: string, headers: Record<string, string> = {}) => ({ headers: { 'x-forwarded-for': ip, ...headers } })
 
