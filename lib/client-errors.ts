@@ -7,7 +7,7 @@ import type { Outcome } from './gateway-context.js'
 /**
  * What Node's parser and its timers reject before Fastify sees a request: headers or body too
  * slow (slowloris/RUDY), headers over 16 KiB, malformed HTTP. Node (and Fastify's
- * default handler) would write a bare answer; the contract wants every answer of the gateway as
+ * default handler) would write a bare answer; every answer of the gateway is
  * `{"statusCode","error","message","requestId"}`, and the connection closed afterwards.
  */
 export interface ClientErrorAnswer { statusCode: number, message: string, outcome: Outcome }
@@ -65,7 +65,7 @@ export function answerConnect (socket: Socket, requestId: string): void {
   answerAndClose(socket, CONNECT_ANSWER.statusCode, CONNECT_ANSWER.message, requestId, `Allow: ${ROUTED_METHODS}\r\n`)
 }
 
-/** The contract's JSON answer written straight to a socket Node's HTTP layer no longer serves; then closed. */
+/** The gateway's JSON answer written straight to a socket Node's HTTP layer no longer serves; then closed. */
 function answerAndClose (socket: Socket, statusCode: number, message: string, requestId: string, extraHeaders = ''): void {
   const error = STATUS_CODES[statusCode] ?? 'Error'
   const body = JSON.stringify({ statusCode, error, message, requestId })

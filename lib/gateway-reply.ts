@@ -3,7 +3,7 @@ import { errorBody, type GatewayError } from './errors.js'
 import type { GatewayContext, Outcome } from './gateway-context.js'
 
 /**
- * Ends a proxied request from a hook with the contract's JSON error and records why,
+ * Ends a proxied request from a hook with the gateway's JSON error and records why,
  * for the audit log. Policy hooks call this instead of done().
  */
 export function reject (
@@ -28,7 +28,7 @@ export function rejectWith (reply: FastifyReply, context: GatewayContext, error:
 /**
  * Fastify's `frameworkErrors`: errors its router raises before any hook runs. The one a
  * client can provoke is FST_ERR_BAD_URL (a path find-my-way cannot percent-decode, e.g.
- * "/%zz"); Fastify's default answer is not the contract's JSON and has no request id.
+ * "/%zz"); Fastify's default answer is not the gateway's JSON and has no request id.
  */
 export function frameworkError (error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   const statusCode = error.code === 'FST_ERR_BAD_URL' ? 400 : error.statusCode ?? 500

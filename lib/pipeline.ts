@@ -5,7 +5,7 @@ import type { ResponseHead } from './proxy-headers.js'
 import { chainStages, type Stage } from './stage-chain.js'
 
 /**
- * The stages a matched route can run, in the contract's order of policy (section 3). What
+ * The stages a matched route can run, in the order of policy (docs/policies.md, top). What
  * comes before route matching (request id, filters) applies to every request and is the
  * proxy's own (plugins/proxy.ts); forwarding and the audit come after. Names without a
  * policy yet (HTTPS redirect, cache, request transforms) hold their place for the issues

@@ -1,8 +1,8 @@
 import type { IncomingHttpHeaders } from 'node:http'
 
 /**
- * RFC 9110 7.6.1 hop-by-hop headers, plus Proxy-* which are never forwarded (contract
- * section 3), and HTTP2-Settings, which only means something on the client's connection.
+ * RFC 9110 7.6.1 hop-by-hop headers, plus Proxy-* which are never forwarded
+ * (docs/routing.md "Forwarding"), and HTTP2-Settings, which only means something on the client's connection.
  */
 const HOP_BY_HOP = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization',

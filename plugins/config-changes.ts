@@ -9,7 +9,7 @@ import type { Database } from '../repositories/database.js'
  * One monotonically increasing `config_version` row tells every process sharing the
  * database that routes, filters or consumers changed. Each concern registers a reload
  * function; a change made here reloads at once, a change made elsewhere is seen by the
- * poll (well within the contract's 1 s) or earlier when something calls refresh().
+ * poll (well within the 1 s of docs/admin-api.md "Common rules") or earlier when something calls refresh().
  *
  * Database outages (docs/faults.md): the poll doubles as the database's heartbeat
  * (app.dbState). Concerns registered with track() have what they loaded saved to a local

@@ -16,8 +16,8 @@ declare module 'fastify' {
 }
 
 /**
- * Whether the database answers, as the config poll and start-up last found it (contract
- * section 13): /ready reads it, plugins/config-changes.ts keeps it current.
+ * Whether the database answers, as the config poll and start-up last found it
+ * (docs/faults.md): /ready reads it, plugins/config-changes.ts keeps it current.
  */
 export interface DatabaseState {
   /** null while the database answers; otherwise what is wrong ("database unreachable: …"). */

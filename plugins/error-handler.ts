@@ -4,7 +4,7 @@ import { databaseProblem } from '../lib/database-errors.js'
 import { errorBody, GatewayError } from '../lib/errors.js'
 
 /**
- * The one error handler: every error becomes the contract's JSON shape with the request
+ * The one error handler: every error becomes the gateway's JSON shape with the request
  * id; messages are echoed below 500 and hidden at 500 and above (logged instead).
  */
 const errorHandlerPlugin: FastifyPluginAsync = async (app) => {

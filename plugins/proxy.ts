@@ -25,7 +25,7 @@ const SINGLE_VALUED_LENGTHS = new Set([...SINGLE_VALUED].map((name) => name.leng
 /**
  * Proxied traffic: every path that is not a reserved endpoint. Registered without fp so its
  * hooks and its pass-through content-type parser stay inside this scope. One onRequest hook
- * runs the contract's order of policy (section 3): the request context (request id), filters
+ * runs the order of policy (docs/policies.md, top): the request context (request id), filters
  * (403) and route match (404) for every request, then the matched route's own pipeline —
  * only the stages its fields enable, compiled when the route table swapped (lib/pipeline.ts,
  * docs/architecture.md) — then forward, then the audit (plugins/access-log.ts).

@@ -24,7 +24,7 @@ export interface RouteTable {
   onSwap: (listener: (routes: readonly Route[]) => void) => void
   /**
    * A policy's compile step: from now on every route's pipeline gets the stage it returns,
-   * in the contract's order whatever the order of registration. Recompiles the live table.
+   * in STAGE_ORDER (lib/pipeline.ts) whatever the order of registration. Recompiles the live table.
    */
   addStage: (name: StageName, compile: CompileStage) => void
   /** The stages a route runs, compiled at the last swap. */

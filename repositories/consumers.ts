@@ -45,7 +45,7 @@ export async function listAllConsumers (db: Executor): Promise<Consumer[]> {
   return rows.map(rowToConsumer)
 }
 
-/** By id or, failing that, by name (contract: `:id` accepts either). */
+/** By id or, failing that, by name (docs/admin-api.md "Common rules": `:id` accepts either). */
 export async function findConsumer (db: Executor, idOrName: string): Promise<Consumer | undefined> {
   const row = await db.selectFrom('consumers').selectAll()
     .where((eb) => eb.or([eb('id', '=', idOrName), eb('name', '=', idOrName)]))

@@ -36,7 +36,7 @@ export async function listAllRoutes (db: Executor): Promise<Route[]> {
   return rows.map(rowToRoute)
 }
 
-/** By id or, failing that, by name (contract: `:id` accepts either). */
+/** By id or, failing that, by name (docs/admin-api.md "Common rules": `:id` accepts either). */
 export async function findRoute (db: Executor, idOrName: string): Promise<Route | undefined> {
   const row = await db.selectFrom('routes').selectAll()
     .where((eb) => eb.or([eb('id', '=', idOrName), eb('name', '=', idOrName)]))

@@ -25,7 +25,7 @@ import { compileRateLimitStage, gatewayWidePolicy, type Policy, routePolicy } fr
  * interface (incr(key, cb, timeWindow, max)) has no read or reset, which
  * GET/DELETE /admin/rate-limits/:ip need; its 429 is a thrown error, so the audit outcome
  * would be patched in through onExceeded; and its skipOnError fails open silently, where the
- * contract wants a warning and a metric. What would remain of it is setting four headers.
+ * gateway wants a warning and a metric. What would remain of it is setting four headers.
  * The stage (after auth: it needs request.gateway.consumer) keeps the same header semantics (x-ratelimit-limit / -remaining / -reset in
  * seconds, Retry-After in seconds on 429), stays synchronous with the memory store
  * (callback-style, like every hot-path hook here), and resolves the limit once per route

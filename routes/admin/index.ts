@@ -16,8 +16,8 @@ import systemAdmin from './system.js'
 /**
  * /admin/*: one encapsulated scope so the admin-token hook covers every resource here and
  * nothing outside. CORS only for the exact origins of ADMIN_CORS_ORIGINS; without any, no CORS
- * plugin is registered here: the admin API never answers a preflight permissively (contract
- * section 2).
+ * plugin is registered here: the admin API never answers a preflight permissively
+ * (docs/admin-api.md "CORS").
  */
 export default async function admin (app: FastifyInstance): Promise<void> {
   app.addHook('onRequest', echoRequestId)

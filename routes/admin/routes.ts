@@ -94,8 +94,8 @@ const routesAdmin: FastifyPluginAsyncTypebox = async (app) => {
 }
 
 /**
- * The "routes" part of GET/PUT /admin/config. The document carries no secrets (contract
- * section 4): a JWT route's HS256 secret is exported as null with secretSet, and on import a
+ * The "routes" part of GET/PUT /admin/config. The document carries no secrets
+ * (docs/admin-api.md "Whole configuration"): a JWT route's HS256 secret is exported as null with secretSet, and on import a
  * JWT route with neither secret nor jwksUrl keeps the secret stored under its name — as
  * consumers keep their credentials.
  */
