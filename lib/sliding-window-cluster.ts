@@ -7,7 +7,7 @@ import type { Decision } from './sliding-window.js'
  * MemoryRateLimitStore (counters and bans), and each worker asks it on every limited request over node:cluster IPC.
  * The primary decides hits one at a time, so the host admits exactly `max` per window, as one
  * process would (no over-admission to tolerate); the price is one IPC round trip per limited
- * request (measured in docs/policies.md "Rate limits with WORKERS > 1").
+ * request (measured in docs/policies.md "Several worker processes").
  *
  * A primary that does not answer within `timeoutMs` makes the hit fail, and the plugin fails
  * open (counted), as it does when Redis fails. After FAILURES_BEFORE_BYPASS failures in a row
