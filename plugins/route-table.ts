@@ -63,7 +63,7 @@ const routeTablePlugin: FastifyPluginAsync<RouteTableOptions> = async (app, opti
   }
 
   function compile (route: Route): RoutePipeline {
-    return compilePipeline(route, compilers, (err) => { app.log.error({ err, route: route.name }, 'a route stage failed to compile; the route answers 500 until fixed') })
+    return compilePipeline(route, compilers, (err) => { app.log.error({ err, route: route.name }, 'a route stage failed to compile; the route answers 503 until fixed') })
   }
 
   function install (loaded: readonly Route[]): void {
