@@ -2,6 +2,7 @@ import fp from 'fastify-plugin'
 import type { FastifyPluginAsync } from 'fastify'
 import { Redis, type RedisOptions } from 'ioredis'
 import { randomUUID } from 'node:crypto'
+import { atMostEvery } from '../lib/at-most-every.js'
 import { RedisBreaker } from '../lib/redis-breaker.js'
 
 /**
@@ -102,18 +103,15 @@ const redisPlugin: FastifyPluginAsync<RedisPluginOptions> = async (app, options)
   const subscriber = new Redis(url, { ...redisClientOptions(clientOptions), enableOfflineQueue: true, commandTimeout: undefined })
   const channel = `${keyPrefix}config-changes`
   const instanceId = randomUUID()
-  let warnedAt = 0
-
+  // ioredis emits an error per failed reconnect attempt; one warning every 10 s is enough, and
+  // the first failure after it is back warns at once.
+  let mayWarn = atMostEvery(10_000)
   const onError = (err: Error): void => {
-    // ioredis emits an error per failed reconnect attempt; one warning every 10 s is enough.
-    const now = Date.now()
-    if (now - warnedAt < 10_000) return
-    warnedAt = now
-    app.log.warn({ err: err.message }, 'redis unavailable; rate limits fail open and config changes arrive by polling until it returns')
+    if (mayWarn()) app.log.warn({ err: err.message }, 'redis unavailable; rate limits fail open and config changes arrive by polling until it returns')
   }
   client.on('error', onError)
   subscriber.on('error', onError)
-  client.on('ready', () => { warnedAt = 0 })
+  client.on('ready', () => { mayWarn = atMostEvery(10_000) })
 
   const breaker = new RedisBreaker({
     threshold: BREAKER_THRESHOLD,

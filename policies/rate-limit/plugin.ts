@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync } from 'fastify'
+import { atMostEvery } from '../../lib/at-most-every.js'
 import { GatewayError } from '../../lib/errors.js'
 import { clientKey } from '../../lib/ip.js'
 import { inClusterWorker, primaryLink } from '../../lib/cluster-ipc.js'
@@ -93,14 +94,10 @@ const rateLimitPlugin: FastifyPluginAsync<RateLimitOptions> = async (app, option
   const policyOf = (route: Route): Policy | null => routePolicy(route, gatewayWide)
 
   let failOpen = 0
-  let warnedAt = 0
+  const mayWarn = atMostEvery(10_000)
   function failedOpen (err: unknown): void {
     failOpen++
-    const now = Date.now()
-    if (now - warnedAt >= 10_000) {
-      warnedAt = now
-      app.log.warn({ err: (err as Error).message, failedOpen: failOpen }, 'rate-limit store unavailable; letting requests through (fail open)')
-    }
+    if (mayWarn()) app.log.warn({ err: (err as Error).message, failedOpen: failOpen }, 'rate-limit store unavailable; letting requests through (fail open)')
   }
 
   app.routeTable.addStage('rate-limit', (route) => compileRateLimitStage(policyOf(route), store, failedOpen))
