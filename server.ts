@@ -7,7 +7,7 @@ import { drainAndClose, exitOnSignals } from './lib/shutdown.js'
 import { type Config, ConfigError, envFileAdditions, loadConfig } from './plugins/config.js'
 
 /**
- * The process (contract section 1): environment (and `.env`) → config → one server, or with
+ * The process (README "Configuration" and "Shutdown"): environment (and `.env`) → config → one server, or with
  * WORKERS > 1 a cluster primary that migrates once and forks the workers → graceful shutdown.
  */
 

@@ -1,5 +1,5 @@
 // `node bench/cluster-rate-limit.mjs [--root DIR …]`: what host-wide rate limits cost with WORKERS=2
-// and no Redis (docs/policies.md "Rate limits with WORKERS > 1"). Runs the gateway from the
+// and no Redis (docs/policies.md "Several worker processes (`WORKERS` > 1) without Redis"). Runs the gateway from the
 // sources in each DIR (default: this checkout; add `--root` an export of another commit, e.g.
 // `git archive main | tar -x -C /tmp/before`, to compare), all at once, measured in turn so
 // that drift of the machine hits each alike, and measures with autocannon:

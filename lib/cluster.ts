@@ -50,7 +50,7 @@ async function prepareDatabase (config: Readonly<HostConfig>, log: FastifyBaseLo
  * exits when all have exited: 0 when every one exited cleanly.
  */
 export async function runPrimary (config: Readonly<HostConfig>, log: FastifyBaseLogger): Promise<void> {
-  // The database being away does not stop the host (contract section 13): the workers start
+  // The database being away does not stop the host (docs/faults.md "Starting without the database"): the workers start
   // on the last configuration saved and wait for it; the migrations are retried here until
   // they ran, and the workers, which poll, load from the database once it has them.
   if (!await prepareDatabase(config, log)) {

@@ -18,8 +18,8 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'])
 export type ForwardHandler = (request: FastifyRequest, reply: FastifyReply) => Promise<void>
 
 /**
- * The one function that sends a routed request upstream (STYLE.md "keep it behind one
- * forward()"): undici Pool.dispatch straight from the raw request, one pass over headers,
+ * The one function that sends a routed request upstream, so the transport can be swapped
+ * behind it (README "Why proxied traffic goes through undici directly"): undici Pool.dispatch straight from the raw request, one pass over headers,
  * target choice and retries through app.upstreams, failures mapped to 502/503/504.
  * Settles once the reply is answered or handed to the exchange streaming the upstream's
  * answer (lib/upstream-exchange.ts), which hijacks it from Fastify: the route handler must
@@ -40,7 +40,7 @@ export function createForward (app: FastifyInstance): ForwardHandler {
 
   function completed (reply: FastifyReply): void { accessLog.hijackedReplyCompleted(reply) }
 
-  /** A slow reader cut off: the client's doing, never the target's (contract section 13). */
+  /** A slow reader cut off: the client's doing, never the target's (docs/upstreams.md "Slow readers: `SEND_TIMEOUT_MS`"). */
   function cutOff (reply: FastifyReply, err: SendTimeoutError): void {
     const context = reply.request.gateway as GatewayContext
     context.outcome = 'blocked'
@@ -166,7 +166,7 @@ const CONNECTION_FAILURES = new Set([
 ])
 
 /**
- * Upstream failure → the gateway's answer (traps.md #3): refused/reset → 502, connect
+ * Upstream failure → the gateway's answer (docs/upstreams.md "Failure answers"): refused/reset → 502, connect
  * timeout and response timeout → 504. A response timeout is not retried: the client has
  * already waited timeoutMs, and the upstream may be acting on the request.
  */

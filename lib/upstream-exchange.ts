@@ -8,7 +8,7 @@ export class ClientClosedError extends Error {
   constructor () { super('client closed the connection') }
 }
 
-/** Raised into undici when the upstream's status is not an HTTP status (contract section 3): answered 502. */
+/** Raised into undici when the upstream's status is not an HTTP status (docs/routing.md "3. Forwarding"): answered 502. */
 export class UpstreamStatusError extends Error {
   readonly code = 'GW_UPSTREAM_BAD_STATUS'
   constructor (readonly status: number) { super(`upstream answered with status ${status}`) }
@@ -91,7 +91,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   /** The client went away (the upstream request is aborted as soon as undici hands over its controller). */
   clientGone = false
   /**
-   * Send timeout (contract section 13), armed only while the client's socket is full: when the
+   * Send timeout (docs/upstreams.md "Slow readers: `SEND_TIMEOUT_MS`"), armed only while the client's socket is full: when the
    * upstream is paused for 'drain', or the answer's tail is still queued after the upstream ended.
    * One timer per exchange, refreshed at each wait, created at the first.
    */
