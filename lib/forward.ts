@@ -19,8 +19,9 @@ export type ForwardHandler = (request: FastifyRequest, reply: FastifyReply) => P
 
 /**
  * The one function that sends a routed request upstream, so the transport can be swapped
- * behind it (README "Why proxied traffic goes through undici directly"): undici Pool.dispatch straight from the raw request, one pass over headers,
- * target choice and retries through app.upstreams, failures mapped to 502/503/504.
+ * behind it (README "Why proxied traffic goes through undici directly"): undici
+ * Pool.dispatch straight from the raw request, one pass over headers, target choice and
+ * retries through app.upstreams, failures mapped to 502/503/504.
  * Settles once the reply is answered or handed to the exchange streaming the upstream's
  * answer (lib/upstream-exchange.ts), which hijacks it from Fastify: the route handler must
  * not return this promise to Fastify.
@@ -166,8 +167,8 @@ const CONNECTION_FAILURES = new Set([
 ])
 
 /**
- * Upstream failure → the gateway's answer (docs/upstreams.md "Failure answers"): refused/reset → 502, connect
- * timeout and response timeout → 504. A response timeout is not retried: the client has
+ * Upstream failure → the gateway's answer (docs/upstreams.md "Failure answers"):
+ * refused/reset → 502, connect timeout and response timeout → 504. A response timeout is not retried: the client has
  * already waited timeoutMs, and the upstream may be acting on the request.
  */
 function upstreamFailure (err: unknown, timeoutMs: number): UpstreamFailure {
