@@ -168,8 +168,8 @@ const CONNECTION_FAILURES = new Set([
 
 /**
  * Upstream failure → the gateway's answer (docs/upstreams.md "Failure answers"):
- * refused/reset → 502, connect timeout and response timeout → 504. A response timeout is not retried: the client has
- * already waited timeoutMs, and the upstream may be acting on the request.
+ * refused/reset → 502, connect timeout and response timeout → 504. A response timeout is not
+ * retried: the client has already waited timeoutMs, and the upstream may be acting on the request.
  */
 function upstreamFailure (err: unknown, timeoutMs: number): UpstreamFailure {
   if (err instanceof UpstreamStatusError) return { error: gatewayErrors.upstreamBadStatus(err.status), retryable: false, targetFault: true }
