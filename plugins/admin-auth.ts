@@ -4,6 +4,7 @@ import type { FastifyPluginAsync, onRequestAsyncHookHandler } from 'fastify'
 import { resolveAdminTokenHash, sha256, tokenMatches } from '../lib/admin-token.js'
 import { errorBody, GatewayError } from '../lib/errors.js'
 import { FailureWindow, failureStore } from '../lib/failure-window.js'
+import { bearerToken, countRawHeader } from '../lib/request-headers.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -48,16 +49,15 @@ const adminAuthPlugin: FastifyPluginAsync = async (app) => {
     await refuseLimitedClient.call(app, request, reply)
     const header = request.headers.authorization
     // Node keeps only the first of two Authorization lines: refuse, never guess.
-    if (countHeader(request.raw.rawHeaders, 'authorization') > 1) {
+    if (countRawHeader(request.raw.rawHeaders, 'authorization') > 1) {
       return reply.code(400).send(errorBody(400, 'duplicate authorization header', request.id))
     }
     if (tokenHash === null) {
       return reply.code(503).header('retry-after', '5')
         .send(errorBody(503, 'database unavailable: the generated admin token is not known until the database answers (or set ADMIN_TOKEN)', request.id))
     }
-    const authorized = typeof header === 'string' &&
-      header.length > 7 && header.slice(0, 7).toLowerCase() === 'bearer ' &&
-      tokenMatches(header.slice(7).trim(), tokenHash)
+    const token = typeof header === 'string' ? bearerToken(header) : null
+    const authorized = token !== null && tokenMatches(token, tokenHash)
     if (authorized) return
     // A request without a token guesses nothing; only a wrong token is a failed attempt.
     if (header !== undefined) failures.record(request.ip)
@@ -65,12 +65,6 @@ const adminAuthPlugin: FastifyPluginAsync = async (app) => {
       .send(errorBody(401, header === undefined ? 'missing admin bearer token' : 'invalid admin bearer token', request.id))
   }
   app.decorate('requireAdmin', requireAdmin)
-}
-
-function countHeader (rawHeaders: readonly string[], lowerName: string): number {
-  let count = 0
-  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i].toLowerCase() === lowerName) count++
-  return count
 }
 
 export default fp(adminAuthPlugin, { name: 'admin-auth', dependencies: ['db', 'config-changes'] })

@@ -2,6 +2,7 @@ import type { FastifyBaseLogger, FastifyReply, FastifyRequest, HookHandlerDoneFu
 import type { JWTPayload } from 'jose'
 import type { ConsumerIdentity, GatewayContext } from '../gateway-context.js'
 import { reject } from '../gateway-reply.js'
+import { bearerToken, countRawHeader } from '../request-headers.js'
 import type { Route } from '../../schemas/route.js'
 import { hashApiKey, looksLikeApiKey } from './api-key.js'
 import { type BasicVerifier, parseBasicAuthorization } from './basic.js'
@@ -48,13 +49,6 @@ export function compileAuthPolicy (route: Route, deps: PolicyDependencies): Auth
   }
 }
 
-/** The credential of `Authorization: Bearer <credential>`, or null. */
-export function bearerToken (header: string): string | null {
-  if (header.length < 8 || header.slice(0, 7).toLowerCase() !== 'bearer ') return null
-  const token = header.slice(7).trim()
-  return token === '' ? null : token
-}
-
 function unauthorized (reply: FastifyReply, context: GatewayContext, challenge: Record<string, string>, message: string, detail: string): void {
   reject(reply, context, 401, 'unauthorized', message, challenge)
   context.detail = detail
@@ -64,14 +58,6 @@ function admit (context: GatewayContext, consumer: ConsumerIdentity, stripped: r
   context.consumer = consumer
   context.strippedHeaders = stripped as string[]
   done()
-}
-
-function countRawHeader (rawHeaders: readonly string[], lowerName: string): number {
-  let count = 0
-  for (let i = 0; i < rawHeaders.length; i += 2) {
-    if (rawHeaders[i].length === lowerName.length && rawHeaders[i].toLowerCase() === lowerName) count++
-  }
-  return count
 }
 
 const bearerChallenge = { 'www-authenticate': `Bearer realm="${REALM}"` }
