@@ -2,7 +2,6 @@ import { readFile } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync } from 'fastify'
-import { errorBody } from '../lib/errors.js'
 
 /** ReDoc's self-contained browser bundle, served from the installed package: no CDN. */
 const BUNDLE_FILE = createRequire(import.meta.url).resolve('redoc/bundles/redoc.standalone.js')
@@ -67,15 +66,6 @@ const redocPlugin: FastifyPluginAsync = async (app) => {
       .header('cache-control', 'public, max-age=3600')
       .header('x-content-type-options', 'nosniff')
       .send(await bundle)
-  })
-
-  // Any other /redoc/… path is answered here: without this it would reach the proxied catch-all.
-  app.route({
-    method: ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'],
-    url: '/redoc/*',
-    exposeHeadRoute: false,
-    schema: { hide: true },
-    handler: async (request, reply) => reply.code(404).send(errorBody(404, `no documentation at ${request.url.split('?')[0]}`, request.id))
   })
 }
 

@@ -50,14 +50,17 @@ const swaggerPlugin: FastifyPluginAsync<{ version: string }> = async (app, optio
   })
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list', persistAuthorization: true } })
   await app.register(redoc)
-  // Any other /docs/… path is answered here: without this it would reach the proxied catch-all.
-  app.route({
-    method: ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'],
-    url: '/docs/*',
-    exposeHeadRoute: false,
-    schema: { hide: true },
-    handler: async (request, reply) => reply.code(404).send(errorBody(404, `no documentation at ${request.url.split('?')[0]}`, request.id))
-  })
+  // Any other /docs/… or /redoc/… path is answered here: without this it would reach the
+  // proxied catch-all.
+  for (const prefix of ['/docs', '/redoc']) {
+    app.route({
+      method: ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'],
+      url: `${prefix}/*`,
+      exposeHeadRoute: false,
+      schema: { hide: true },
+      handler: async (request, reply) => reply.code(404).send(errorBody(404, `no documentation at ${request.url.split('?')[0]}`, request.id))
+    })
+  }
 }
 
 export default fp(swaggerPlugin, { name: 'swagger' })
