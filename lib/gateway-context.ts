@@ -3,7 +3,7 @@ import type { Route } from '../schemas/route.js'
 import type { RoutePipeline } from './pipeline.js'
 
 /** How a proxied request ended, as written to the audit log (docs/observability.md "Audit log"). */
-export type Outcome = 'proxied' | 'no_route' | 'blocked' | 'unauthorized' | 'rate_limited' | 'too_large' | 'upstream_error'
+export type Outcome = 'proxied' | 'no_route' | 'blocked' | 'unauthorized' | 'rate_limited' | 'too_large' | 'upstream_error' | 'cached'
 
 export interface ConsumerIdentity {
   /** null when a JWT names a consumer that is not registered (docs/auth.md "JWT"). */
