@@ -43,7 +43,7 @@ export function createForward (app: FastifyInstance): ForwardHandler {
     const finish = pipeline?.onResponseHead ?? null
     const filterBody = pipeline?.onResponseBody ?? null
     if (finish !== null) finish(reply.request, head)
-    const filters = filterBody === null ? null : filterBody(reply.request, statusCode, head)
+    const filters = filterBody === null ? null : filterBody(reply.request, statusCode, head, upstreamHeaders)
     // A stage removes a header by setting it to undefined, which writeHead would refuse.
     if (finish !== null || filterBody !== null) dropRemoved(head)
     const res = reply.raw

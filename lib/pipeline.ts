@@ -1,3 +1,4 @@
+import type { IncomingHttpHeaders } from 'node:http'
 import type { Transform } from 'node:stream'
 import type { FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import type { Route } from '../schemas/route.js'
@@ -14,12 +15,14 @@ import { chainStages, type Stage } from './stage-chain.js'
  *
  * Request-side hooks (onRequest, onUpstreamRequest) run in this order; response-side hooks
  * (onResponseHead, onResponseBody) in the reverse order, so the stage nearest the upstream
- * sees the answer first: compression and response transforms before the cache stores the
- * answer, everything before CORS has the last word on its headers.
+ * sees the answer first and CORS has the last word on its headers. Compression and response
+ * transforms act only on the way back, so they sit before the cache: the cache stores the
+ * upstream's own answer, and they apply to every answer, hits included (a hit's compressed
+ * variant is kept rather than compressed again).
  */
 export const STAGE_ORDER = [
-  'https-redirect', 'cors', 'auth', 'rate-limit', 'body-limit', 'websocket', 'cache',
-  'request-transforms', 'response-transforms', 'compression'
+  'https-redirect', 'cors', 'auth', 'rate-limit', 'body-limit', 'websocket',
+  'compression', 'response-transforms', 'cache', 'request-transforms'
 ] as const
 export type StageName = typeof STAGE_ORDER[number]
 
@@ -42,11 +45,13 @@ export type UpstreamRequestHook = (request: FastifyRequest, upstream: UpstreamRe
 /**
  * Called once per streamed upstream answer, after every onResponseHead ran and before the head
  * is written (it may still change `head`, e.g. drop Content-Length): a Transform the upstream's
- * body goes through on its way to the client, or null to leave this answer alone. Backpressure
- * holds through it: the upstream is paused while the Transform's buffer is full. Answers the
- * gateway makes itself (a stage's 4xx) are sent through Fastify and do not pass here.
+ * body goes through on its way to the client, or null to leave this answer alone. `upstream`
+ * is the upstream's own header block as received (what a cache stores), `head` what the client
+ * will get. Backpressure holds through it: the upstream is paused while the Transform's buffer
+ * is full. Answers the gateway makes itself (a stage's 4xx) are sent through Fastify and do not
+ * pass here.
  */
-export type ResponseBodyHook = (request: FastifyRequest, statusCode: number, head: ResponseHead) => Transform | null
+export type ResponseBodyHook = (request: FastifyRequest, statusCode: number, head: ResponseHead, upstream: IncomingHttpHeaders) => Transform | null
 
 /** What one policy does for one route, compiled once when the route table swaps. */
 export interface RouteStage {
@@ -77,7 +82,7 @@ export interface RoutePipeline {
   /** Every stage's onResponseHead in reverse order as one; null when no stage has one. */
   readonly onResponseHead: ResponseHeadHook | null
   /** The body filters of this answer, in the order the body goes through them; null when no stage filters bodies. */
-  readonly onResponseBody: ((request: FastifyRequest, statusCode: number, head: ResponseHead) => Transform[]) | null
+  readonly onResponseBody: ((request: FastifyRequest, statusCode: number, head: ResponseHead, upstream: IncomingHttpHeaders) => Transform[]) | null
   readonly answersPreflight: boolean
 }
 
@@ -142,10 +147,10 @@ function firstRefusal (hooks: readonly UpstreamRequestHook[]): UpstreamRequestHo
 }
 
 function bodyFilters (hooks: readonly ResponseBodyHook[]): NonNullable<RoutePipeline['onResponseBody']> {
-  return (request, statusCode, head) => {
+  return (request, statusCode, head, upstream) => {
     const filters: Transform[] = []
     for (const hook of hooks) {
-      const filter = hook(request, statusCode, head)
+      const filter = hook(request, statusCode, head, upstream)
       if (filter !== null) filters.push(filter)
     }
     return filters

@@ -26,8 +26,8 @@ t.test('stages run in the contract\'s order whatever the order they were registe
   const compilers = new Map<StageName, CompileStage>([...STAGE_ORDER].reverse().map((name) => [name, () => stage(name, ran)]))
   const pipeline = compilePipeline(route, compilers, () => t.fail('nothing fails'))
   t.same(pipeline.stages.map((compiled) => compiled.name), [
-    'https-redirect', 'cors', 'auth', 'rate-limit', 'body-limit', 'websocket', 'cache',
-    'request-transforms', 'response-transforms', 'compression'
+    'https-redirect', 'cors', 'auth', 'rate-limit', 'body-limit', 'websocket',
+    'compression', 'response-transforms', 'cache', 'request-transforms'
   ])
   t.equal(await run(pipeline.onRequest), undefined)
   t.same(ran, STAGE_ORDER)
@@ -40,13 +40,13 @@ t.test('upstream-request hooks run in order and stop at the first refusal', asyn
   const seen: string[] = []
   const refusal = new GatewayError(400, 'GW_TEST', 'refused')
   const pipeline = compilePipeline(route, new Map<StageName, CompileStage>([
-    ['compression', () => ({ name: 'compression', onUpstreamRequest () { seen.push('compression'); return null } })],
-    ['request-transforms', () => ({ name: 'request-transforms', onUpstreamRequest (_request, upstream) { seen.push('request-transforms'); upstream.path = '/v2'; return refusal } })],
-    ['cache', () => ({ name: 'cache', onUpstreamRequest (_request, upstream) { seen.push('cache'); upstream.headers.push('x-cache', '1'); return null } })]
+    ['request-transforms', () => ({ name: 'request-transforms', onUpstreamRequest () { seen.push('request-transforms'); return null } })],
+    ['cache', () => ({ name: 'cache', onUpstreamRequest (_request, upstream) { seen.push('cache'); upstream.path = '/v2'; return refusal } })],
+    ['body-limit', () => ({ name: 'body-limit', onUpstreamRequest (_request, upstream) { seen.push('body-limit'); upstream.headers.push('x-cache', '1'); return null } })]
   ]), () => t.fail('nothing fails'))
   const upstream = { path: '/v1', headers: [] as string[] }
   t.equal(pipeline.onUpstreamRequest?.(request, upstream), refusal)
-  t.same(seen, ['cache', 'request-transforms'], 'the stage after the refusal did not run')
+  t.same(seen, ['body-limit', 'cache'], 'the stage after the refusal did not run')
   t.same(upstream, { path: '/v2', headers: ['x-cache', '1'] })
   t.equal(pipeline.onResponseBody, null, 'no stage filters bodies')
 })
