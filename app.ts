@@ -21,8 +21,10 @@ import swagger from './plugins/swagger.js'
 import upstreams, { type UpstreamsOptions } from './plugins/upstreams.js'
 import auth, { type AuthOptions } from './policies/auth/plugin.js'
 import bodyLimit from './policies/body-limit/plugin.js'
+import compression from './policies/compression/plugin.js'
 import cors from './policies/cors/plugin.js'
 import rateLimit from './policies/rate-limit/plugin.js'
+import transforms from './policies/transforms/plugin.js'
 import admin from './routes/admin/index.js'
 import metricsRoute from './routes/metrics.js'
 import { version } from './lib/version.js'
@@ -132,6 +134,8 @@ export async function buildApp (config: Readonly<Config>, options: BuildOptions 
   await app.register(cors)
   await app.register(rateLimit)
   await app.register(bodyLimit)
+  await app.register(transforms)
+  await app.register(compression)
   await app.register(upstreams, options.upstreams ?? {})
   await app.register(audit, { ...options.audit, recordRequests: options.auditRequests ?? true })
   // Root hooks at the end of every request: access log, request metrics, audit rows. Before

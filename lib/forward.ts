@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http'
+import { performance } from 'node:perf_hooks'
 import { pipeline as pipeStreams, Readable, type Writable } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Dispatcher } from 'undici'
@@ -10,6 +11,7 @@ import { addUpstreamResponseHeaders, connectionNamedHeaders, type ResponseHead, 
 import { unmapIPv4 } from './ip.js'
 import type { UpstreamRequest } from './pipeline.js'
 import { routePrefixOf } from './route-matcher.js'
+import { addServerTiming, upstreamAnswered } from './server-timing.js'
 import { StreamedBodyCollector } from './streamed-body-collector.js'
 import { type SendTimeoutError, UpstreamExchange, UpstreamStatusError } from './upstream-exchange.js'
 import type { Target } from './upstream-target.js'
@@ -38,12 +40,15 @@ export function createForward (app: FastifyInstance): ForwardHandler {
    * filters (lib/pipeline.ts onResponseBody), which pass it on to the response.
    */
   function writeHead (reply: FastifyReply, statusCode: number, upstreamHeaders: IncomingHttpHeaders): Writable {
+    const context = reply.request.gateway as GatewayContext
+    if (serverTiming) upstreamAnswered(context, performance.now())
     const head = addUpstreamResponseHeaders(reply.getHeaders(), upstreamHeaders)
-    const pipeline = (reply.request.gateway as GatewayContext).pipeline
+    const pipeline = context.pipeline
     const finish = pipeline?.onResponseHead ?? null
     const filterBody = pipeline?.onResponseBody ?? null
     if (finish !== null) finish(reply.request, head)
     const filters = filterBody === null ? null : filterBody(reply.request, statusCode, head, upstreamHeaders)
+    if (serverTiming) addServerTiming(head, context, performance.now())
     // A stage removes a header by setting it to undefined, which writeHead would refuse.
     if (finish !== null || filterBody !== null) dropRemoved(head)
     const res = reply.raw
@@ -63,6 +68,7 @@ export function createForward (app: FastifyInstance): ForwardHandler {
     context.detail = err.message
   }
   const sendTimeoutMs = app.config.sendTimeoutMs
+  const serverTiming = app.config.serverTiming
 
   return async function forward (request, reply) {
     const context = request.gateway as GatewayContext
@@ -131,6 +137,7 @@ export function createForward (app: FastifyInstance): ForwardHandler {
         cutOff,
         sendTimeoutMs
       })
+      if (serverTiming) context.upstreamStartedAt = performance.now()
       target.pool.dispatch({
         method: request.method as Dispatcher.HttpMethod,
         path: upstreamPath(target.basePath, upstreamRequest.path) + context.query,
@@ -143,6 +150,7 @@ export function createForward (app: FastifyInstance): ForwardHandler {
       try {
         statusCode = await exchange.started
       } catch (err) {
+        if (serverTiming) upstreamAnswered(context, performance.now())
         if (err instanceof BodyTooLargeError) {
           upstreams.report(target, 'aborted')
           // The rest of an over-limit body is not worth reading: close, as for a declared one.

@@ -40,6 +40,10 @@ export interface GatewayContext {
   /** Short reason for a rejection or failure, for the audit log. */
   detail: string | null
   bytesIn: number
+  /** performance.now() when the current upstream attempt was dispatched; -1 when none is waiting (lib/server-timing.ts). */
+  upstreamStartedAt: number
+  /** Milliseconds spent waiting for upstreams in attempts already answered or failed. */
+  upstreamMs: number
   /** The client connection and its bytesWritten when the request arrived, to measure bytesOut. */
   socket: Socket
   socketBytesWrittenAtStart: number

@@ -53,6 +53,14 @@ export type UpstreamRequestHook = (request: FastifyRequest, upstream: UpstreamRe
  */
 export type ResponseBodyHook = (request: FastifyRequest, statusCode: number, head: ResponseHead, upstream: IncomingHttpHeaders) => Transform | null
 
+/**
+ * Called on an answer the gateway sends itself through Fastify with a Buffer body (a cache hit,
+ * docs/transforms.md "Cached answers"), after every onResponseHead: the body to send instead
+ * (it may change `head` to match), or null to send it as it is. A Promise lets the work leave
+ * the event loop. Gateway errors (JSON strings) do not pass here.
+ */
+export type GatewayPayloadHook = (request: FastifyRequest, statusCode: number, head: ResponseHead, payload: Buffer) => Buffer | Promise<Buffer> | null
+
 /** What one policy does for one route, compiled once when the route table swaps. */
 export interface RouteStage {
   readonly name: StageName
@@ -64,6 +72,8 @@ export interface RouteStage {
   readonly onResponseHead?: ResponseHeadHook
   /** A filter on the upstream's streamed body. */
   readonly onResponseBody?: ResponseBodyHook
+  /** A replacement for a Buffer body the gateway sends itself. */
+  readonly onGatewayPayload?: GatewayPayloadHook
   /** The stage answers CORS preflights itself; without one, a preflight is a plain OPTIONS request. */
   readonly answersPreflight?: boolean
 }
@@ -83,6 +93,8 @@ export interface RoutePipeline {
   readonly onResponseHead: ResponseHeadHook | null
   /** The body filters of this answer, in the order the body goes through them; null when no stage filters bodies. */
   readonly onResponseBody: ((request: FastifyRequest, statusCode: number, head: ResponseHead, upstream: IncomingHttpHeaders) => Transform[]) | null
+  /** The one stage's onGatewayPayload (at most one stage may replace a body); null when none has one. */
+  readonly onGatewayPayload: GatewayPayloadHook | null
   readonly answersPreflight: boolean
 }
 
@@ -109,6 +121,7 @@ export function compilePipeline (route: Route, compilers: ReadonlyMap<StageName,
         onUpstreamRequest: null,
         onResponseHead: null,
         onResponseBody: null,
+        onGatewayPayload: null,
         answersPreflight: false
       }
     }
@@ -119,6 +132,7 @@ export function compilePipeline (route: Route, compilers: ReadonlyMap<StageName,
   const onUpstreamRequest = stages.flatMap((stage) => stage.onUpstreamRequest === undefined ? [] : [stage.onUpstreamRequest])
   const onResponseHead = responseOrder.flatMap((stage) => stage.onResponseHead === undefined ? [] : [stage.onResponseHead])
   const onResponseBody = responseOrder.flatMap((stage) => stage.onResponseBody === undefined ? [] : [stage.onResponseBody])
+  const onGatewayPayload = responseOrder.find((stage) => stage.onGatewayPayload !== undefined)?.onGatewayPayload ?? null
   return {
     stages,
     // One stage (the common case: the body limit alone) runs as the hook itself, no chain around it.
@@ -126,6 +140,7 @@ export function compilePipeline (route: Route, compilers: ReadonlyMap<StageName,
     onUpstreamRequest: onUpstreamRequest.length === 0 ? null : onUpstreamRequest.length === 1 ? onUpstreamRequest[0] : firstRefusal(onUpstreamRequest),
     onResponseHead: onResponseHead.length === 0 ? null : onResponseHead.length === 1 ? onResponseHead[0] : allOf(onResponseHead),
     onResponseBody: onResponseBody.length === 0 ? null : bodyFilters(onResponseBody),
+    onGatewayPayload,
     answersPreflight: stages.some((stage) => stage.answersPreflight === true)
   }
 }

@@ -37,6 +37,8 @@ export interface Config {
   sendTimeoutMs: number
   shutdownDelayMs: number
   shutdownGraceMs: number
+  /** Server-Timing on every proxied answer (docs/transforms.md "Server-Timing"). */
+  serverTiming: boolean
 }
 
 export class ConfigError extends Error {
@@ -62,6 +64,13 @@ export function loadConfig (env: Env): Readonly<Config> {
     const value = Number(raw)
     if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${raw}`)
     return value
+  }
+
+  const boolean = (name: string, fallback: boolean): boolean => {
+    const raw = read(name)
+    if (raw === undefined) return fallback
+    if (raw === 'true' || raw === 'false') return raw === 'true'
+    throw new ConfigError(name, `must be true or false, got "${raw}"`)
   }
 
   const databaseUrl = read('DATABASE_URL') ?? 'sqlite:./data/gatehouse.db'
@@ -116,7 +125,8 @@ export function loadConfig (env: Env): Readonly<Config> {
     // Node's timers take at most 2^31-1 ms.
     sendTimeoutMs: integer('SEND_TIMEOUT_MS', 60_000, 1, 2_147_483_647),
     shutdownDelayMs: integer('SHUTDOWN_DELAY_MS', 0, 0),
-    shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', 25_000, 0)
+    shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', 25_000, 0),
+    serverTiming: boolean('SERVER_TIMING', true)
   })
 }
 
