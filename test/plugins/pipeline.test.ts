@@ -121,8 +121,8 @@ t.test('a request failing several stages gets the answer of the first in the con
 
 t.test('a stage that cannot compile fails its route closed (503) and leaves the others alone', async (t) => {
   const { app, url, bare, guarded } = await setup(t)
-  app.routeTable.addStage('request-transforms', (route) => {
-    if (route.id === guarded.id) throw new Error('broken transform')
+  app.routeTable.addStage('https-redirect', (route) => {
+    if (route.id === guarded.id) throw new Error('broken stage')
     return null
   })
   const refused = await httpRequest(`${url}/guarded/x`)
@@ -160,10 +160,11 @@ t.test('stages change the request going upstream and filter the streamed answer,
   const { app, url } = await startGateway(t)
   const route = await createRoute(app, { name: 'filtered', path: '/f', stripPath: true, targets: [{ url: upstream.url, weight: 1 }] })
   const bodyBytes: number[] = []
-  app.routeTable.addStage('request-transforms', (compiled) => compiled.id !== route.id
+  // Test stages in slots no policy fills yet (the real transforms and compression are policies/).
+  app.routeTable.addStage('https-redirect', (compiled) => compiled.id !== route.id
     ? null
     : {
-        name: 'request-transforms',
+        name: 'https-redirect',
         onUpstreamRequest (_request, upstreamRequest) {
           if (upstreamRequest.path === '/refuse') return new GatewayError(400, 'GW_TEST_REFUSED', 'refused by a test stage')
           upstreamRequest.path = `/moved${upstreamRequest.path}`
@@ -171,10 +172,10 @@ t.test('stages change the request going upstream and filter the streamed answer,
           return null
         }
       })
-  app.routeTable.addStage('compression', (compiled) => compiled.id !== route.id
+  app.routeTable.addStage('websocket', (compiled) => compiled.id !== route.id
     ? null
     : {
-        name: 'compression',
+        name: 'websocket',
         onResponseHead (_request, head) { head['x-seen-by'] = 'compression' },
         onResponseBody (_request, _statusCode, head) {
           // An upper-casing filter: the length stays, but a real one (compression) would drop it.
