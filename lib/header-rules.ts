@@ -37,6 +37,8 @@ export type ValueTemplate = string | ReadonlyArray<string | { readonly variable:
 export interface CompiledHeaderRules {
   /** Lower-case names removed before set and add: those of `remove` and `set`. */
   readonly removed: ReadonlySet<string>
+  /** Their lengths: most headers of a request are passed over without lower-casing their names. */
+  readonly removedLengths: ReadonlySet<number>
   readonly set: ReadonlyArray<readonly [string, ValueTemplate]>
   readonly add: ReadonlyArray<readonly [string, ValueTemplate]>
 }
@@ -121,8 +123,10 @@ export function compileHeaderRules (rules: HeaderRules, routeName: string): Comp
     return [name.toLowerCase(), template] as const
   })
   const set = compile(rules.set)
+  const removed = new Set([...rules.remove.map((name) => name.toLowerCase()), ...set.map(([name]) => name)])
   return {
-    removed: new Set([...rules.remove.map((name) => name.toLowerCase()), ...set.map(([name]) => name)]),
+    removed,
+    removedLengths: new Set([...removed].map((name) => name.length)),
     set,
     add: compile(rules.add)
   }
@@ -147,7 +151,7 @@ export function applyToHeaderList (rules: CompiledHeaderRules, headers: string[]
   if (rules.removed.size > 0) {
     let kept = 0
     for (let i = 0; i < headers.length; i += 2) {
-      if (rules.removed.has(headers[i].toLowerCase())) continue
+      if (rules.removedLengths.has(headers[i].length) && rules.removed.has(headers[i].toLowerCase())) continue
       headers[kept++] = headers[i]
       headers[kept++] = headers[i + 1]
     }

@@ -16,6 +16,8 @@ type Segment =
 export interface CompiledRewrite {
   readonly from: readonly Segment[]
   readonly to: readonly Segment[]
+  /** A name's segment position in `from`. */
+  readonly slots: ReadonlyMap<string, number>
 }
 
 /** The rewritten path, `null` when `from` does not match (forwarded unchanged), or why the result is refused (400). */
@@ -82,45 +84,56 @@ export function compileRewrite (rewrite: RouteRewrite): CompiledRewrite {
   const from = parseTemplate(rewrite.from)
   const to = parseTemplate(rewrite.to)
   if (typeof from === 'string' || typeof to === 'string') throw new Error(`rewrite refused: ${typeof from === 'string' ? from : to as string}`)
-  return { from, to }
+  const slots = new Map<string, number>()
+  for (const [index, segment] of from.entries()) if (segment.kind !== 'literal') slots.set(segment.name, index)
+  return { from, to, slots }
 }
+
+/** A "." or ".." segment anywhere in a captured value. */
+const DOT_SEGMENT = /(?:^|\/)\.\.?(?:\/|$)/
 
 /**
  * `path` is the forwarded path (normalised, after stripPath; "" stands for "/"). The result is
- * normalised again and refused when a captured segment is "." or "..", so however the path was
- * spelled the answer stays under the target's base path.
+ * normalised again and refused when a captured value holds a "." or ".." segment, so however the
+ * path was spelled the answer stays under the target's base path. One pass over the path, no
+ * split: this runs on every request of the route.
  */
 export function rewritePath (rewrite: CompiledRewrite, path: string): RewriteResult {
-  const segments = path === '' || path === '/' ? [] : path.slice(1).split('/')
-  const captured = new Map<string, string[]>()
-  let at = 0
-  for (const segment of rewrite.from) {
+  const from = rewrite.from
+  // Captured values by the position of their segment in `from`; a rest capture is null when it took no segment.
+  const captured: Array<string | null> = new Array(from.length)
+  // `at` is where the next segment starts (just after its "/"), or -1 once the path is used up.
+  let at = path.length <= 1 ? -1 : 1
+  for (let index = 0; index < from.length; index++) {
+    const segment = from[index]
     if (segment.kind === 'rest') {
-      captured.set(segment.name, segments.slice(at))
-      at = segments.length
+      captured[index] = at === -1 ? null : path.slice(at)
+      at = -1
       break
     }
-    if (at >= segments.length) return null
-    const actual = segments[at++]
+    if (at === -1) return null
+    const slash = path.indexOf('/', at)
+    const end = slash === -1 ? path.length : slash
     if (segment.kind === 'literal') {
-      if (actual !== segment.text) return null
+      if (end - at !== segment.text.length || !path.startsWith(segment.text, at)) return null
     } else {
-      if (actual === '') return null
-      captured.set(segment.name, [actual])
+      if (end === at) return null
+      captured[index] = path.slice(at, end)
     }
+    at = slash === -1 ? -1 : slash + 1
   }
-  if (at !== segments.length) return null
+  if (at !== -1) return null
 
-  const out: string[] = []
+  let out = ''
   for (const segment of rewrite.to) {
-    if (segment.kind === 'literal') { out.push(segment.text); continue }
-    for (const value of captured.get(segment.name) as string[]) {
-      if (value === '.' || value === '..' || value.includes('\\')) return { refused: 'the rewritten path would leave the target\'s base path' }
-      out.push(value)
-    }
+    if (segment.kind === 'literal') { out += '/' + segment.text; continue }
+    const value = captured[rewrite.slots.get(segment.name) as number]
+    if (value === null || value === undefined) continue
+    if (DOT_SEGMENT.test(value) || value.includes('\\')) return { refused: 'the rewritten path would leave the target\'s base path' }
+    out += '/' + value
   }
-  const joined = '/' + out.join('/')
-  const normalized = normalizePath(joined)
+  if (out === '') return '/'
+  const normalized = normalizePath(out)
   if (!normalized.ok) return { refused: `the rewritten path is refused: ${normalized.reason}` }
   return normalized.path
 }

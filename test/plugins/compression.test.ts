@@ -1,6 +1,6 @@
 import { connect } from 'node:net'
 import { brotliDecompressSync, gunzipSync } from 'node:zlib'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { request as undiciRequest } from 'undici'
 import { compressedOnce } from '../../policies/compression/stage.js'
 import type { RouteStage } from '../../lib/pipeline.js'
@@ -36,7 +36,7 @@ function decode (encoding: unknown, body: Buffer): Buffer {
   throw new Error(`unexpected encoding ${String(encoding)}`)
 }
 
-async function setup (t: Parameters<Parameters<typeof t.test>[1]>[0], compression: object = {}) {
+async function setup (t: Test, compression: object = {}) {
   const upstream = await startUpstream(t, (req, res) => {
     const url = new URL(req.url ?? '/', 'http://x')
     const headers: Record<string, string | number> = { 'content-type': url.searchParams.get('type') ?? 'application/json', etag: '"v1"', vary: 'Origin' }
