@@ -199,3 +199,16 @@ t.test('a Buffer answer the gateway sends itself (a cache hit) is compressed onc
   const small = await httpRequest(`${url}/nowhere`, { headers: { 'accept-encoding': 'gzip' } })
   t.equal(small.headers['content-encoding'], undefined)
 })
+
+t.test('a client that goes away mid-answer leaves the gateway serving', async (t) => {
+  const { url, port } = await setup(t)
+  await new Promise<void>((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1')
+    socket.once('data', () => { socket.destroy(); resolve() })
+    socket.on('error', reject)
+    socket.write('GET /c/x HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip\r\n\r\n')
+  })
+  const after = await get(`${url}/c/x`, { 'accept-encoding': 'br' })
+  t.equal(after.statusCode, 200)
+  t.ok(decode('br', after.body).equals(BODY))
+})
