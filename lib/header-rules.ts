@@ -13,12 +13,13 @@ const TOKEN = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/
 const UNSAFE_VALUE = /[^\x20-\x7e\x80-\xff]/
 
 /**
- * Names no rule may touch: hop-by-hop, framing, and what the gateway sets itself, so a rule can
- * neither break the message nor forge the request id, the client address or the consumer.
+ * Names no rule may touch: hop-by-hop, framing (Expect too: undici refuses to send it), and what
+ * the gateway sets itself, so a rule can neither break the message nor forge the request id, the
+ * client address or the consumer.
  */
 const PROTECTED = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'http2-settings',
-  'host', 'content-length', 'via', 'x-request-id', 'forwarded',
+  'host', 'content-length', 'expect', 'via', 'x-request-id', 'forwarded',
   'x-real-ip', 'true-client-ip', 'cf-connecting-ip', 'x-client-ip', 'x-cluster-client-ip'
 ])
 const PROTECTED_PREFIXES = ['proxy-', 'x-forwarded-', 'x-consumer-']

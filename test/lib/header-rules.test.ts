@@ -53,7 +53,7 @@ t.test('admin validation names the field', async (t) => {
     [rules({ set: { 'x-a': 'a ${clientIp' } }), /without a closing/],
     [rules({ set: { 'X-A': '1', 'x-a': '2' } }), /listed twice/],
     [rules({ set: { x_a: '1' } }), /must not contain "_"/],
-    ...['host', 'Content-Length', 'transfer-encoding', 'connection', 'upgrade', 'te', 'keep-alive', 'trailer', 'proxy-authorization', 'via', 'x-request-id', 'x-forwarded-for', 'X-Forwarded-Proto', 'x-consumer-id', 'x-consumer-name', 'x-real-ip', 'forwarded']
+    ...['host', 'Content-Length', 'expect', 'transfer-encoding', 'connection', 'upgrade', 'te', 'keep-alive', 'trailer', 'proxy-authorization', 'via', 'x-request-id', 'x-forwarded-for', 'X-Forwarded-Proto', 'x-consumer-id', 'x-consumer-name', 'x-real-ip', 'forwarded']
       .map((name): [object, RegExp] => [rules({ set: { [name]: 'x' } }), /cannot be changed by a rule/]),
     [rules({ remove: ['x-forwarded-host'] }), /^f\/remove\/0 is set by the gateway/]
   ]
