@@ -8,6 +8,7 @@ import adminAuth from './plugins/admin-auth.js'
 import audit, { type AuditOptions } from './plugins/audit.js'
 import configChanges from './plugins/config-changes.js'
 import configSections from './plugins/config-sections.js'
+import dashboard from './plugins/dashboard.js'
 import connectionCap from './plugins/connection-cap.js'
 import db from './plugins/db.js'
 import errorHandler from './plugins/error-handler.js'
@@ -151,6 +152,8 @@ export async function buildApp (config: Readonly<Config>, options: BuildOptions 
   await app.register(health)
   await app.register(metricsRoute)
   await app.register(admin, { prefix: '/admin' })
+  // The web UI over the admin API (docs/dashboard.md).
+  await app.register(dashboard)
 
   // Everything else is proxied traffic.
   await app.register(proxy)
