@@ -52,13 +52,23 @@ export function query (params) {
   return text === '' ? '' : `?${text}`
 }
 
-let documentPaths = null
+let openApi = null
 
-/** The admin paths this gateway serves, from its OpenAPI document (read once). */
+/** This gateway's OpenAPI document (read once): which admin endpoints and parameters it has. */
+async function apiDocument () {
+  openApi ??= fetch('/docs/json', { credentials: 'omit' }).then((response) => response.ok ? response.json() : null).catch(() => null)
+  return await openApi
+}
+
 async function servedPaths () {
-  documentPaths ??= fetch('/docs/json', { credentials: 'omit' }).then((response) => response.ok ? response.json() : { paths: null })
-    .then((document) => document.paths ? new Set(Object.keys(document.paths)) : null, () => null)
-  return await documentPaths
+  const document = await apiDocument()
+  return document?.paths ? new Set(Object.keys(document.paths)) : null
+}
+
+/** Whether an operation documents a query parameter (e.g. PUT /admin/config dryRun). */
+export async function hasQueryParameter (path, method, name) {
+  const operation = (await apiDocument())?.paths?.[path]?.[method]
+  return (operation?.parameters ?? []).some((parameter) => parameter.in === 'query' && parameter.name === name)
 }
 
 /**

@@ -1,5 +1,5 @@
 import { useEffect, useState } from 'preact/hooks'
-import { api, ApiError, listIfAvailable } from './api.js'
+import { api, hasQueryParameter, listIfAvailable } from './api.js'
 import { formatNumber, formatTime, html, Notice, Unavailable } from './ui.js'
 
 export function InstancesPage () {
@@ -83,15 +83,11 @@ export function ConfigPage () {
     setPreview(null)
     try {
       const next = parsed()
-      let changes
-      try {
-        const dry = await api('PUT', '/admin/config?dryRun=true', next)
-        changes = dry.changes
-      } catch (err) {
-        // No dry run in this gateway (unknown query parameter): compare here with what is running.
-        if (!(err instanceof ApiError && err.status === 400 && /dryRun/.test(err.message))) throw err
-        changes = localDiff(await api('GET', '/admin/config'), next)
-      }
+      // The gateway's own dry run when it has one (asked of its OpenAPI document: a gateway
+      // without it must never receive the PUT); otherwise compared here with what is running.
+      const changes = await hasQueryParameter('/admin/config', 'put', 'dryRun')
+        ? (await api('PUT', '/admin/config?dryRun=true', next)).changes
+        : localDiff(await api('GET', '/admin/config'), next)
       setPreview(changes)
       setMessage(null)
     } catch (err) { setMessage({ error: true, text: err.message }) }
