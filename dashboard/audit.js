@@ -87,9 +87,7 @@ export function AuditPage () {
       </div>
     </form>
     <${Notice} message=${message} />
-    ${page === null
-? html`<p>Loading…</p>`
-: html`
+    ${page === null ? html`<p>Loading…</p>` : html`
       <p class="hint" role="status">${page.total} row${page.total === 1 ? '' : 's'}${page.total > 0 ? `, ${offset + 1}–${Math.min(offset + PAGE, page.total)} shown` : ''}</p>
       <div class="table-wrap"><table data-testid="audit-table">
         <thead><tr><th scope="col">ts</th><th scope="col">eventType</th><th scope="col">method</th><th scope="col">path</th><th scope="col">status</th><th scope="col">outcome</th><th scope="col">clientIp</th><th scope="col">durationMs</th><th scope="col">detail</th></tr></thead>

@@ -51,6 +51,8 @@ export function OverviewPage () {
   const [routeNames, setRouteNames] = useState(new Map())
   const [message, setMessage] = useState(null)
   const [updatedAt, setUpdatedAt] = useState(null)
+  const [route, setRoute] = useState('')
+  const [latencyOf, setLatencyOf] = useState('cluster')
 
   useEffect(() => {
     let stopped = false
@@ -59,7 +61,7 @@ export function OverviewPage () {
       try {
         const since = new Date(Date.now() - WINDOW * 1000).toISOString()
         const [series, live, top] = await Promise.all([
-          api('GET', `/admin/metrics/timeseries${query({ window: WINDOW, step: STEP, scope: 'cluster' })}`),
+          api('GET', `/admin/metrics/timeseries${query({ window: WINDOW, step: STEP, scope: 'cluster', route })}`),
           api('GET', '/admin/status'),
           api('GET', `/admin/audit/stats${query({ since, top: 5 })}`)
         ])
@@ -77,7 +79,7 @@ export function OverviewPage () {
     refresh()
     const timer = setInterval(refresh, REFRESH_MS)
     return () => { stopped = true; clearInterval(timer) }
-  }, [])
+  }, [route])
 
   if (cluster === null) return html`<h1 tabindex="-1">Overview</h1><${Notice} message=${message} /><p>Loading…</p>`
 
@@ -88,7 +90,8 @@ export function OverviewPage () {
   const instances = cluster.instances ?? []
   const rpsData = [xs, items.map(perSecond), ...instances.map((instance) => instance.items.map(perSecond))]
   const rpsLabels = ['cluster', ...instances.map((instance) => instance.instanceId)]
-  const latencyData = [xs, items.map((p) => p.p50), items.map((p) => p.p95), items.map((p) => p.p99)]
+  const latencySource = instances.find((instance) => instance.instanceId === latencyOf)?.items ?? items
+  const latencyData = [xs, latencySource.map((p) => p.p50), latencySource.map((p) => p.p95), latencySource.map((p) => p.p99)]
   const classes = ['1xx', '2xx', '3xx', '4xx', '5xx']
   const statusData = [xs, ...classes.map((c) => items.map((p) => p.byStatusClass[c] / STEP))]
 
@@ -96,6 +99,18 @@ export function OverviewPage () {
     <h1 tabindex="-1">Overview</h1>
     <${Notice} message=${message} />
     <p class="hint" aria-live="polite">Last 15 minutes, whole cluster (${instances.length} instance${instances.length === 1 ? '' : 's'}); refreshed every ${REFRESH_MS / 1000} s${updatedAt ? `, last at ${updatedAt.toLocaleTimeString()}` : ''}.</p>
+    <div class="row">
+      <div class="field"><label for="overview-route">Traffic of</label>
+        <select id="overview-route" value=${route} onChange=${(e) => setRoute(e.currentTarget.value)}>
+          <option value="">all routes</option>
+          ${[...routeNames].map(([id, name]) => html`<option value=${id}>route ${name}</option>`)}
+        </select></div>
+      <div class="field"><label for="overview-latency">Latency of</label>
+        <select id="overview-latency" value=${latencyOf} onChange=${(e) => setLatencyOf(e.currentTarget.value)}>
+          <option value="cluster">the whole cluster</option>
+          ${instances.map((instance) => html`<option value=${instance.instanceId}>instance ${instance.instanceId}</option>`)}
+        </select></div>
+    </div>
     <section aria-label="Totals" class="tiles">
       <div class="tile"><div class="value" data-testid="rps">${formatNumber(perSecond(lastComplete), 1)}</div><div class="label">requests/s (last 10 s)</div></div>
       <div class="tile"><div class="value" data-testid="requests-15m">${formatNumber(sum(items, (p) => p.requests))}</div><div class="label">requests (15 min)</div></div>
@@ -106,16 +121,16 @@ export function OverviewPage () {
     </section>
     <section aria-label="Charts" class="charts">
       <${Chart} testId="chart-rps" title="Requests per second" labels=${rpsLabels} data=${rpsData} unit="/s" />
-      <${Chart} testId="chart-latency" title="Latency (ms)" labels=${['p50', 'p95', 'p99']} data=${latencyData} unit=" ms" />
+      <${Chart} testId="chart-latency" title=${latencyOf === 'cluster' ? 'Latency (ms), cluster' : `Latency (ms), ${latencyOf}`} labels=${['p50', 'p95', 'p99']} data=${latencyData} unit=" ms" />
       <${Chart} testId="chart-status" title="Status classes per second" labels=${classes} data=${statusData} unit="/s" />
     </section>
     <h2>Per instance</h2>
     <div class="table-wrap"><table>
-      <thead><tr><th scope="col">instance</th><th scope="col">requests (15 min)</th><th scope="col">requests/s (last 10 s)</th><th scope="col">4xx</th><th scope="col">5xx</th><th scope="col">rate-limited</th><th scope="col">blocked</th></tr></thead>
+      <thead><tr><th scope="col">instance</th><th scope="col">requests (15 min)</th><th scope="col">requests/s (last 10 s)</th><th scope="col">p99 (last 10 s)</th><th scope="col">4xx</th><th scope="col">5xx</th><th scope="col">rate-limited</th><th scope="col">blocked</th></tr></thead>
       <tbody>${instances.map((instance) => {
         const last = instance.items.length > 1 ? instance.items[instance.items.length - 2] : instance.items[0]
         return html`<tr key=${instance.instanceId}><td>${instance.instanceId}</td>
-          <td>${formatNumber(sum(instance.items, (p) => p.requests))}</td><td>${formatNumber(perSecond(last), 1)}</td>
+          <td>${formatNumber(sum(instance.items, (p) => p.requests))}</td><td>${formatNumber(perSecond(last), 1)}</td><td>${last.p99 === null ? '–' : `${formatNumber(last.p99, 2)} ms`}</td>
           <td>${formatNumber(sum(instance.items, (p) => p.byStatusClass['4xx']))}</td><td>${formatNumber(sum(instance.items, (p) => p.byStatusClass['5xx']))}</td>
           <td>${formatNumber(sum(instance.items, (p) => p.rateLimited))}</td><td>${formatNumber(sum(instance.items, (p) => p.blocked))}</td></tr>`
       })}</tbody>

@@ -72,21 +72,15 @@ export function ResourcePage ({ title, singular, path, fields, columns, describe
         <input id="search" type="search" value=${search} onInput=${(e) => setSearch(e.currentTarget.value)} /></div>
       <div class="field"><button type="button" onClick=${() => setMode(mode === 'create' ? null : 'create')} aria-expanded=${mode === 'create'}>New ${singular.toLowerCase()}</button></div>
     </div>
-    ${mode === 'create'
-? html`<section class="panel" aria-label=${`New ${singular.toLowerCase()}`}>
+    ${mode === 'create' ? html`<section class="panel" aria-label=${`New ${singular.toLowerCase()}`}>
       <h2>New ${singular.toLowerCase()}</h2>
       <${ResourceForm} fields=${fields} submitLabel="Create" onSubmit=${create} onCancel=${() => setMode(null)} idPrefix="create" />
-    </section>`
-: null}
-    ${editing !== null
-? html`<section class="panel" aria-label=${`Edit ${describe(editing)}`}>
+    </section>` : null}
+    ${editing !== null ? html`<section class="panel" aria-label=${`Edit ${describe(editing)}`}>
       <h2>Edit ${singular.toLowerCase()} ${describe(editing)}</h2>
       <${ResourceForm} key=${editing.id} fields=${fields} initial=${editing} editing=${true} submitLabel="Save" onSubmit=${(body) => edit(editing, body)} onCancel=${() => setMode(null)} idPrefix="edit" />
-    </section>`
-: null}
-    ${items === null
-? html`<p>Loading…</p>`
-: html`
+    </section>` : null}
+    ${items === null ? html`<p>Loading…</p>` : html`
       <p class="hint">${shown.length} of ${items.length}</p>
       <div class="table-wrap"><table>
         <thead><tr>${columns.map((column) => html`<th scope="col">${column.label}</th>`)}<th scope="col">Actions</th></tr></thead>
@@ -232,25 +226,19 @@ function ConsumerCredentials ({ consumer, span, setMessage }) {
   return html`<tr><td colspan=${span}>
     <button type="button" class="secondary" aria-expanded=${open} onClick=${() => { if (!open) loadKeys(); setOpen(!open); setShownKey(null) }}>Credentials of ${consumer.name}</button>
     <button type="button" onClick=${newKey}>New API key for ${consumer.name}</button>
-    ${shownKey !== null
-? html`<div class="secret" role="status">
+    ${shownKey !== null ? html`<div class="secret" role="status">
       <strong>API key for ${consumer.name}: </strong><code data-testid="new-key">${shownKey.key}</code>
       <p>Copy it now: it is shown only this once (the gateway keeps a hash).</p>
       <button type="button" class="secondary" onClick=${() => setShownKey(null)}>I have copied it</button>
-    </div>`
-: null}
-    ${open
-? html`<div class="panel">
+    </div>` : null}
+    ${open ? html`<div class="panel">
       <h2>API keys</h2>
-      ${keys.length === 0
-? html`<p>No keys.</p>`
-: html`<ul>${keys.map((key) => html`<li key=${key.id}>
+      ${keys.length === 0 ? html`<p>No keys.</p>` : html`<ul>${keys.map((key) => html`<li key=${key.id}>
         <code>${key.prefix}…</code> created ${formatTime(key.createdAt)}
         <button type="button" class="danger" onClick=${() => deleteKey(key)} aria-label=${`Delete API key ${key.prefix}`}>Delete</button></li>`)}</ul>`}
       <h2>Basic credentials</h2>
       <${ResourceForm} fields=${[{ name: 'username', required: true }, { name: 'password', type: 'password', required: true }]} submitLabel="Set basic credentials" onSubmit=${setBasic} idPrefix="basic" />
-    </div>`
-: null}
+    </div>` : null}
   </td></tr>`
 }
 

@@ -16,9 +16,7 @@ export function InstancesPage () {
     <h1 tabindex="-1">Instances</h1>
     <p class="hint">Every gateway process sharing this database, from the heartbeat each writes every 5 s; each worker of a WORKERS cluster is an instance of its own.</p>
     <${Notice} message=${message} />
-    ${list === null
-? html`<p>Loading…</p>`
-: html`<div class="table-wrap"><table>
+    ${list === null ? html`<p>Loading…</p>` : html`<div class="table-wrap"><table>
       <thead><tr><th scope="col">instanceId</th><th scope="col">healthy</th><th scope="col">host</th><th scope="col">pid</th><th scope="col">version</th><th scope="col">startedAt</th><th scope="col">lastSeenAt</th><th scope="col">configRevision</th><th scope="col">requestsPerSecond</th></tr></thead>
       <tbody>${list.items.map((item) => html`<tr key=${item.instanceId}>
         <td>${item.instanceId}</td><td class=${item.healthy ? 'ok' : 'bad'}>${item.healthy ? 'healthy' : 'unseen for over 15 s'}</td>
@@ -134,23 +132,17 @@ export function ConfigPage () {
         <textarea id="config-document" rows="10" value=${text} onInput=${(e) => { setText(e.currentTarget.value); setPreview(null) }}></textarea></div>
       <div class="row"><button type="button" onClick=${previewImport}>Preview changes</button>
         <button type="button" class="danger" disabled=${preview === null} onClick=${applyImport}>Apply import</button></div>
-      ${preview
-? html`<div data-testid="preview"><h2>Changes</h2>
+      ${preview ? html`<div data-testid="preview"><h2>Changes</h2>
         <p>${count(preview.creating)} to create, ${count(preview.updating)} to update, ${count(preview.deleting)} to delete.</p>
         <ul>
           ${(preview.creating ?? []).map((change) => html`<li>creating ${label(change)}</li>`)}
           ${(preview.updating ?? []).map((change) => html`<li>updating ${label(change)}</li>`)}
           ${(preview.deleting ?? []).map((change) => html`<li>deleting ${label(change)}</li>`)}
-        </ul></div>`
-: null}
+        </ul></div>` : null}
     </section>
     <section class="panel" aria-labelledby="revisions-title">
       <h2 id="revisions-title">Revisions</h2>
-      ${revisions === null
-? html`<p>Loading…</p>`
-: revisions === false
-? html`<${Unavailable} what="Configuration revisions" />`
-: html`<div class="table-wrap"><table>
+      ${revisions === null ? html`<p>Loading…</p>` : revisions === false ? html`<${Unavailable} what="Configuration revisions" />` : html`<div class="table-wrap"><table>
         <thead><tr><th scope="col">revision</th><th scope="col">ts</th><th scope="col">actor</th><th scope="col">source</th><th scope="col">summary</th><th scope="col">Actions</th></tr></thead>
         <tbody>${(revisions.items ?? []).map((item) => html`<tr key=${item.revision}>
           <td>${item.revision}</td><td>${formatTime(item.ts)}</td><td>${item.actor ?? ''}</td><td>${item.source ?? ''}</td>

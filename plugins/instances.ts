@@ -85,8 +85,9 @@ const instancesPlugin: FastifyPluginAsync<InstancesOptions> = async (app, option
     beating = heartbeat().finally(() => { beating = null })
   }
 
+  // The first beat is not awaited: a database that is away must not hold up the start.
   app.addHook('onReady', async () => {
-    await heartbeat()
+    beat()
     timer = setInterval(beat, intervalMs)
     timer.unref()
   })

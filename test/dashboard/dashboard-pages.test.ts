@@ -184,6 +184,13 @@ t.test('dashboard pages in a real browser', async (t) => {
     t.not(await pixels(), drawn, 'the chart was redrawn with the new traffic')
     t.ok(await page.locator('[data-testid=chart-latency] canvas').isVisible())
     await page.getByRole('cell', { name: 'orders' }).first().waitFor()
+    // One route's traffic only.
+    await page.getByLabel('Traffic of').selectOption({ label: 'route orders' })
+    await page.getByTestId('requests-15m').filter({ hasText: /^25$/ }).waitFor()
+    await page.getByLabel('Latency of').selectOption({ label: `instance ${gw.app.instance.id}` })
+    await page.getByText(`Latency (ms), ${gw.app.instance.id}`).waitFor()
+    await page.getByLabel('Traffic of').selectOption({ label: 'all routes' })
+    await page.getByTestId('requests-15m').filter({ hasText: String(before + 25) }).waitFor()
   })
 
   t.test('Certificates, Egress rules and Instances', async (t) => {
