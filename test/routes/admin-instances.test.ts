@@ -1,7 +1,7 @@
 import path from 'node:path'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { openDatabase } from '../../repositories/connection.js'
-import { adminHeaders, createRoute, httpRequest, startGateway, startUpstream, tempDir } from '../helper.js'
+import { adminHeaders, createRoute, httpRequest, postgresDatabase, startGateway, startUpstream, tempDir } from '../helper.js'
 
 const fastHeartbeat = { instances: { heartbeatIntervalMs: 100 } }
 
@@ -16,8 +16,7 @@ async function until (check: () => Promise<boolean>, limitMs = 3000): Promise<vo
 interface Point { ts: string, requests: number, byStatusClass: Record<string, number>, p50: number | null, p95: number | null, p99: number | null, bytesOut: number }
 const total = (items: Point[], pick: (point: Point) => number = (point) => point.requests): number => items.reduce((sum, point) => sum + pick(point), 0)
 
-t.test('GET /admin/instances lists two instances sharing one database, marks the unseen one unhealthy and forgets it after an hour', async (t) => {
-  const databaseUrl = `sqlite:${path.join(tempDir(t), 'shared.db')}`
+async function twoInstances (t: Test, databaseUrl: string): Promise<void> {
   const a = await startGateway(t, { databaseUrl, build: fastHeartbeat })
   const b = await startGateway(t, { databaseUrl, build: fastHeartbeat })
   const list = async () => (await httpRequest(`${a.url}/admin/instances`, { headers: adminHeaders })).json() as { items: Array<Record<string, unknown>>, total: number }
@@ -51,6 +50,16 @@ t.test('GET /admin/instances lists two instances sharing one database, marks the
   await db.updateTable('instances').set({ last_seen_at: new Date(Date.now() - 3_601_000).toISOString() }).where('instance_id', '=', b.app.instance.id).execute()
   await until(async () => (await db.selectFrom('instances').select('instance_id').execute()).length === 1)
   t.same((await list()).items.map((item) => item.instanceId), [a.app.instance.id])
+}
+
+t.test('GET /admin/instances lists two instances sharing one SQLite file, marks the unseen one unhealthy and forgets it after an hour', async (t) => {
+  await twoInstances(t, `sqlite:${path.join(tempDir(t), 'shared.db')}`)
+})
+
+t.test('the same on PostgreSQL', async (t) => {
+  const databaseUrl = await postgresDatabase(t)
+  if (databaseUrl === null) return void t.plan(0, 'PostgreSQL unreachable at 127.0.0.1:5432 (set GATEHOUSE_REQUIRE_SERVICES=1 to fail instead)')
+  await twoInstances(t, databaseUrl)
 })
 
 t.test('GET /admin/metrics/timeseries counts every request in its bucket, by status class and route', async (t) => {
