@@ -64,7 +64,7 @@ if (created.status !== 201) throw new Error(`creating the route: ${created.statu
 
 // 1b. CPU per proxied request of the whole gateway.
 await autocannon({ url: `${base}/api/bench/x`, connections: 16, amount: 3000 })
-let cpu = cpuMs(gateway.pid)
+const cpu = cpuMs(gateway.pid)
 const load = await autocannon({ url: `${base}/api/bench/x`, connections: 16, amount: Number(values.requests) })
 await sleep(300)
 const requestUs = (cpuMs(gateway.pid) - cpu) * 1000 / load.requests.total
