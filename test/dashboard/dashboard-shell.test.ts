@@ -1,5 +1,10 @@
+import { execFileSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { request as httpForward } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
+import path from 'node:path'
 import t from 'tap'
-import { ADMIN_TOKEN, httpRequest, spawnGateway, startGateway } from '../helper.js'
+import { ADMIN_TOKEN, httpRequest, spawnGateway, startGateway, tempDir, type TestContext } from '../helper.js'
 import { DESKTOP, launchBrowser, openDashboard, PHONE, SKIP_MESSAGE, signIn } from './browser.js'
 
 const PAGES = ['overview', 'routes', 'consumers', 'filters', 'certificates', 'egress-rules', 'audit', 'instances', 'config']
@@ -60,6 +65,29 @@ t.test('the dashboard is served by every worker of a WORKERS=2 gateway', async (
   }
 })
 
+/**
+ * A TLS-terminating reverse proxy in front of the gateway (as nginx or a load balancer would be),
+ * with a self-signed certificate made by openssl: https://127.0.0.1:PORT → the gateway.
+ */
+async function tlsFront (t: TestContext, gatewayPort: number): Promise<string> {
+  const dir = tempDir(t)
+  const key = path.join(dir, 'key.pem')
+  const cert = path.join(dir, 'cert.pem')
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1',
+    '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' })
+  const server = createHttpsServer({ key: readFileSync(key), cert: readFileSync(cert) }, (req, res) => {
+    const upstream = httpForward({ host: '127.0.0.1', port: gatewayPort, method: req.method, path: req.url, headers: { ...req.headers, 'x-forwarded-proto': 'https' } }, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers)
+      answer.pipe(res)
+    })
+    upstream.on('error', () => { res.destroy() })
+    req.pipe(upstream)
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()) }))
+  return `https://127.0.0.1:${(server.address() as { port: number }).port}`
+}
+
 t.test('in a real browser', async (t) => {
   const browser = await launchBrowser(t)
   if (browser === null) return void t.plan(0, SKIP_MESSAGE)
@@ -98,6 +126,25 @@ t.test('in a real browser', async (t) => {
     t.same(session.consoleErrors.filter((line) => !/status of 401/.test(line)), [], 'no console errors besides the refused logins')
     t.same(session.foreignRequests, [], 'no request left the gateway')
     await session.context.close()
+  })
+
+  t.test('behind a TLS-terminating proxy: signs in and draws the Overview over https, nothing insecure or foreign', async (t) => {
+    const gw = await startGateway(t)
+    const front = await tlsFront(t, gw.port)
+    const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: DESKTOP })
+    t.teardown(() => context.close())
+    const page = await context.newPage()
+    const errors: string[] = []
+    const insecure: string[] = []
+    page.on('console', (message) => { if (message.type() === 'error' || message.type() === 'warning') errors.push(message.text()) })
+    page.on('pageerror', (err) => { errors.push(err.message) })
+    context.on('request', (request) => { if (!request.url().startsWith(`${front}/`) && !request.url().startsWith('blob:')) insecure.push(request.url()) })
+    await page.goto(`${front}/dashboard`)
+    await signIn(page)
+    await page.getByRole('heading', { name: 'Overview' }).waitFor()
+    await page.locator('[data-testid=chart-rps] canvas').waitFor()
+    t.same(errors, [], 'no errors or mixed-content warnings')
+    t.same(insecure, [], 'every request went to the https origin')
   })
 
   t.test('the admin brute-force limit (429) is shown as such', async (t) => {
