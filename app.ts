@@ -8,11 +8,13 @@ import adminAuth from './plugins/admin-auth.js'
 import audit, { type AuditOptions } from './plugins/audit.js'
 import configChanges from './plugins/config-changes.js'
 import configSections from './plugins/config-sections.js'
+import dashboard from './plugins/dashboard.js'
 import connectionCap from './plugins/connection-cap.js'
 import db from './plugins/db.js'
 import errorHandler from './plugins/error-handler.js'
 import filters from './plugins/filters.js'
 import health from './plugins/health.js'
+import instances, { type InstancesOptions } from './plugins/instances.js'
 import metrics from './plugins/metrics.js'
 import proxy from './plugins/proxy.js'
 import redis from './plugins/redis.js'
@@ -60,6 +62,8 @@ export interface BuildOptions {
   auditRequests?: boolean
   /** Audit queue tuning (batch size, queue bound, retention cadence); tests shrink them. */
   audit?: Omit<AuditOptions, 'recordRequests'>
+  /** Heartbeat period of GET /admin/instances; tests shorten it. */
+  instances?: InstancesOptions
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
@@ -126,6 +130,8 @@ export async function buildApp (config: Readonly<Config>, options: BuildOptions 
   await app.register(configChanges, { pollIntervalMs: options.configPollIntervalMs, snapshotFile: options.configSnapshotFile })
   await app.register(configSections)
   await app.register(routeTable)
+  // This process's identity, heartbeat row and traffic buckets (GET /admin/instances, the dashboard).
+  await app.register(instances, options.instances ?? {})
   // Traffic policy: filters for every request; each policy in policies/ adds its stage to the
   // pipeline of the routes that use it (lib/pipeline.ts orders them, whatever the order here).
   // Redis first: it carries the rate-limit counters and the config-change broadcast.
@@ -150,6 +156,8 @@ export async function buildApp (config: Readonly<Config>, options: BuildOptions 
   await app.register(health)
   await app.register(metricsRoute)
   await app.register(admin, { prefix: '/admin' })
+  // The web UI over the admin API (docs/dashboard.md).
+  await app.register(dashboard)
 
   // Everything else is proxied traffic.
   await app.register(proxy)

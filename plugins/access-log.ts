@@ -11,7 +11,7 @@ import type { NewAuditLogRow } from '../repositories/database.js'
 
 /**
  * The end of every request, seen once: one access-log line (pino, info), the request
- * metrics, and — for proxied traffic — one audit row. Hooks are on the root so they also
+ * metrics and the dashboard's traffic buckets (plugins/instances.ts), and — for proxied traffic — one audit row. Hooks are on the root so they also
  * see what never reaches the proxied scope's own hooks:
  *  - requests Node's HTTP parser or its timers refuse (400/408/431: server 'clientError');
  *  - requests whose client goes away before the answer is complete (no onResponse then:
@@ -52,7 +52,7 @@ declare module 'fastify' {
 }
 
 const accessLogPlugin: FastifyPluginAsync = async (app) => {
-  const { metrics, audit } = app
+  const { metrics, audit, timeseries } = app
   // LOG_LEVEL is fixed for the process: below info, proxied requests skip building the line.
   const logRequests = ['trace', 'debug', 'info'].includes(app.log.level)
   const clock = new IsoClock()
@@ -62,6 +62,7 @@ const accessLogPlugin: FastifyPluginAsync = async (app) => {
       const status = reply.statusCode
       const path = request.url.split('?')[0]
       metrics.recordRequest(null, request.method, status, -1, 'blocked', 0, 0)
+      timeseries.record(null, status, -1, 0, 0, 'blocked')
       request.log.info({ route: null, method: request.method, path, status, outcome: 'blocked', detail }, 'request completed')
       audit.recordRequest(requestRow(request.id, unmapIPv4(request.ip), request.method, path, status, 'blocked', null, request.headers['user-agent'] ?? null, detail))
     },
@@ -145,6 +146,7 @@ const accessLogPlugin: FastifyPluginAsync = async (app) => {
       const routeName = context.route === null ? null : context.route.name
       const bytesOut = context.socket.bytesWritten - context.socketBytesWrittenAtStart
       metrics.recordRequest(routeName, request.method, status, durationMs, context.outcome, context.bytesIn, bytesOut)
+      timeseries.record(context.route === null ? null : context.route.id, status, durationMs, context.bytesIn, bytesOut, context.outcome)
       if (logRequests) request.log.info({ route: routeName, method: request.method, path: context.path, status, durationMs, outcome: context.outcome }, 'request completed')
       audit.recordRequest({
         ts: clock.now(),
@@ -170,6 +172,7 @@ const accessLogPlugin: FastifyPluginAsync = async (app) => {
       // A method the proxy does not route: proxied traffic that matched no route (docs/routing.md "Matching").
       const detail = `no route for method ${request.method}`
       metrics.recordRequest(null, request.method, status, durationMs, 'no_route', 0, 0)
+      timeseries.record(null, status, durationMs, 0, 0, 'no_route')
       request.log.info({ route: null, method: request.method, path, status, durationMs, outcome: 'no_route' }, 'request completed')
       audit.recordRequest(requestRow(request.id, unmapIPv4(request.ip), request.method, path, status, 'no_route', durationMs, request.headers['user-agent'] ?? null, detail))
       return
@@ -194,6 +197,7 @@ const accessLogPlugin: FastifyPluginAsync = async (app) => {
     const path = line === null ? null : line[2].split('?')[0]
     const requestId = clientErrorRequestId(err)
     metrics.recordRequest(null, method ?? 'OTHER', status, -1, outcome, 0, 0)
+    timeseries.record(null, status, -1, 0, 0, outcome)
     app.log.info({ reqId: requestId, route: null, method, path, status, outcome, detail }, 'request completed')
     audit.recordRequest(requestRow(requestId, unmapIPv4(socket.remoteAddress ?? ''), method, path, status, outcome, null, null, detail))
   }
@@ -206,6 +210,7 @@ const accessLogPlugin: FastifyPluginAsync = async (app) => {
     // The authority-form target ("host:443") is what a CONNECT asks for; it has no path.
     const target = (req.url ?? '').slice(0, 2048)
     metrics.recordRequest(null, 'CONNECT', status, -1, outcome, 0, 0)
+    timeseries.record(null, status, -1, 0, 0, outcome)
     app.log.info({ reqId: requestId, route: null, method: 'CONNECT', path: target, status, outcome }, 'request completed')
     audit.recordRequest(requestRow(requestId, unmapIPv4(socket.remoteAddress ?? ''), 'CONNECT', target, status, outcome, null, req.headers['user-agent'] ?? null, message))
   }
@@ -235,4 +240,4 @@ function requestRow (
   }
 }
 
-export default fp(accessLogPlugin, { name: 'access-log', dependencies: ['metrics', 'audit', 'route-table'] })
+export default fp(accessLogPlugin, { name: 'access-log', dependencies: ['metrics', 'instances', 'audit', 'route-table'] })
