@@ -21,6 +21,7 @@ import swagger from './plugins/swagger.js'
 import upstreams, { type UpstreamsOptions } from './plugins/upstreams.js'
 import auth, { type AuthOptions } from './policies/auth/plugin.js'
 import bodyLimit from './policies/body-limit/plugin.js'
+import cache from './policies/cache/plugin.js'
 import cors from './policies/cors/plugin.js'
 import rateLimit from './policies/rate-limit/plugin.js'
 import admin from './routes/admin/index.js'
@@ -133,6 +134,8 @@ export async function buildApp (config: Readonly<Config>, options: BuildOptions 
   await app.register(rateLimit)
   await app.register(bodyLimit)
   await app.register(upstreams, options.upstreams ?? {})
+  // Response cache: its stage, memory and Redis stores, purges from other instances.
+  await app.register(cache)
   await app.register(audit, { ...options.audit, recordRequests: options.auditRequests ?? true })
   // Root hooks at the end of every request: access log, request metrics, audit rows. Before
   // any route, so every route (and the 404 handler) gets them.

@@ -37,6 +37,8 @@ export interface Config {
   sendTimeoutMs: number
   shutdownDelayMs: number
   shutdownGraceMs: number
+  /** Bound of the response cache's memory store, per process (docs/cache.md). */
+  cacheMemoryBytes: number
 }
 
 export class ConfigError extends Error {
@@ -116,7 +118,8 @@ export function loadConfig (env: Env): Readonly<Config> {
     // Node's timers take at most 2^31-1 ms.
     sendTimeoutMs: integer('SEND_TIMEOUT_MS', 60_000, 1, 2_147_483_647),
     shutdownDelayMs: integer('SHUTDOWN_DELAY_MS', 0, 0),
-    shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', 25_000, 0)
+    shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', 25_000, 0),
+    cacheMemoryBytes: integer('CACHE_MEMORY_BYTES', 67_108_864, 0)
   })
 }
 

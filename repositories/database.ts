@@ -14,6 +14,16 @@ export interface Database {
   api_keys: ApiKeysTable
   basic_credentials: BasicCredentialsTable
   filters: FiltersTable
+  cache_purges: CachePurgesTable
+}
+
+export interface CachePurgesTable {
+  id: Generated<number>
+  /** null: every route. */
+  route_id: string | null
+  /** null: every path of the route. */
+  path_prefix: string | null
+  created_at: string
 }
 
 export interface RoutesTable {

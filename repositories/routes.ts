@@ -14,6 +14,8 @@ export function rowToRoute (row: RouteRow): Route {
     name: row.name,
     path: row.path,
     ...spec,
+    // Rows written before the field existed.
+    cache: spec.cache ?? null,
     enabled: row.enabled === 1,
     createdAt: row.created_at,
     updatedAt: row.updated_at
