@@ -141,8 +141,8 @@ export function compileCacheStage (route: Route, deps: CacheStageDeps): RouteSta
       reply.code(304).header('age', age).header('via', '1.1 gatehouse').send()
       return
     }
-    sendAnswer(reply, entry.status, entry.headers, entry.body)
     reply.header('age', age)
+    sendAnswer(reply, entry.status, entry.headers, entry.body)
   }
 
   function sendAnswer (reply: FastifyReply, status: number, headers: IncomingHttpHeaders, body: Buffer | Fetched['stream']): void {
