@@ -65,10 +65,11 @@ export function entrySize (entry: CacheEntry, key: string): number {
 }
 
 /**
- * Objects, maps and indexes around each entry (measured: bench/cache-memory.ts). Strings count
- * two bytes a character, as V8 may store them.
+ * The objects, Map slots, index sets and Buffer around each entry: heap growth per stored entry
+ * measured by bench/cache.mjs (docs/cache.md "Measured") minus what the other terms count.
+ * Strings count two bytes a character, as V8 may store them.
  */
-export const ENTRY_OVERHEAD_BYTES = 600
+export const ENTRY_OVERHEAD_BYTES = 960
 
 /** The key of one variant: the primary key and the values of the Vary-named request headers. */
 export function variantKey (primary: string, names: readonly string[], request: IncomingHttpHeaders): string {

@@ -45,6 +45,7 @@ const kCache = Symbol('gatehouse.cache')
 type CachedRequest = FastifyRequest & { [kCache]?: CacheRequestState }
 
 const UNSAFE = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
+const VIA = '1.1 gatehouse'
 /** Headers a 304 carries over from the stored answer (RFC 9110 §15.4.5). */
 const NOT_MODIFIED_HEADERS = ['cache-control', 'content-location', 'date', 'etag', 'expires', 'vary', 'last-modified']
 
@@ -138,11 +139,19 @@ export function compileCacheStage (route: Route, deps: CacheStageDeps): RouteSta
         const value = entry.headers[name]
         if (value !== undefined) reply.header(name, value)
       }
-      reply.code(304).header('age', age).header('via', '1.1 gatehouse').send()
+      reply.code(304).header('age', age).header('via', VIA).send()
       return
     }
-    reply.header('age', age)
-    sendAnswer(reply, entry.status, entry.headers, entry.body)
+    // The stored headers are the upstream's, already without hop-by-hop ones: those the gateway
+    // set for this request win (as addUpstreamResponseHeaders does), Vary is the stored one.
+    const headers = entry.headers
+    for (const name in headers) {
+      if (name === 'via' || (name !== 'vary' && reply.hasHeader(name))) continue
+      reply.header(name, headers[name])
+    }
+    const via = headers.via
+    reply.header('via', via === undefined ? VIA : `${Array.isArray(via) ? via.join(', ') : via}, ${VIA}`)
+    reply.header('age', age).code(entry.status).send(entry.body)
   }
 
   function sendAnswer (reply: FastifyReply, status: number, headers: IncomingHttpHeaders, body: Buffer | Fetched['stream']): void {
