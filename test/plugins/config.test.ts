@@ -26,8 +26,15 @@ t.test('defaults are the README Configuration table', async (t) => {
     maxConnections: 10_000,
     sendTimeoutMs: 60_000,
     shutdownDelayMs: 0,
-    shutdownGraceMs: 25_000
+    shutdownGraceMs: 25_000,
+    cacheMemoryBytes: 67_108_864
   })
+})
+
+t.test('CACHE_MEMORY_BYTES is a whole number of bytes', async (t) => {
+  t.equal(loadConfig({ CACHE_MEMORY_BYTES: '1048576' }).cacheMemoryBytes, 1_048_576)
+  t.equal(loadConfig({ CACHE_MEMORY_BYTES: '0' }).cacheMemoryBytes, 0)
+  t.throws(() => loadConfig({ CACHE_MEMORY_BYTES: '64MB' }), { name: 'ConfigError', message: /^CACHE_MEMORY_BYTES: must be a whole number/ })
 })
 
 t.test('the config is frozen and loadConfig never reads process.env', async (t) => {
@@ -63,7 +70,8 @@ t.test('every variable is read', async (t) => {
     MAX_CONNECTIONS: '20',
     SEND_TIMEOUT_MS: '4500',
     SHUTDOWN_DELAY_MS: '5000',
-    SHUTDOWN_GRACE_MS: '6000'
+    SHUTDOWN_GRACE_MS: '6000',
+    CACHE_MEMORY_BYTES: '1048576'
   })
   t.same(config, {
     port: 9000,
@@ -89,7 +97,8 @@ t.test('every variable is read', async (t) => {
     maxConnections: 20,
     sendTimeoutMs: 4500,
     shutdownDelayMs: 5000,
-    shutdownGraceMs: 6000
+    shutdownGraceMs: 6000,
+    cacheMemoryBytes: 1_048_576
   })
 })
 
