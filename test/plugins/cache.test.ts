@@ -2,7 +2,7 @@ import t from 'tap'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
 import {
-  adminHeaders, createApiKey, createConsumer, createRoute, httpRequest, startGateway, startUpstream, type TestContext
+  adminHeaders, createApiKey, createConsumer, createRoute, httpRequest, postgresDatabase, startGateway, startUpstream, type TestContext
 } from '../helper.js'
 
 interface Answer { status?: number, headers?: Record<string, string | string[] | undefined>, body?: string | Buffer }
@@ -463,21 +463,31 @@ t.test('changing or deleting a route purges its entries', async (t) => {
   t.equal(gateway.app.cache.memory.entries, 0)
 })
 
-t.test('a purge reaches another instance on the same database within a second', async (t) => {
-  const origin = await countingUpstream(t)
-  const first = await startGateway(t)
-  const second = await startGateway(t, { databaseUrl: first.app.config.databaseUrl, build: { migrate: false, configPollIntervalMs: 250 } })
-  await createRoute(first.app, { name: 'api', path: '/api', targets: [{ url: origin.upstream.url, weight: 1 }], cache: {} } as never)
-  await second.app.configChanges.refresh()
-  await httpRequest(`${second.url}/api/a`)
-  t.equal((await httpRequest(`${second.url}/api/a`)).headers['x-cache-status'], 'HIT')
-  const purged = await first.app.inject({ method: 'DELETE', url: '/admin/cache', headers: adminHeaders })
-  t.same(purged.json(), { purged: 0 }, 'the first instance held nothing itself')
-  const started = Date.now()
-  while (second.app.cache.memory.entries > 0 && Date.now() - started < 1000) await sleep(20)
-  t.equal(second.app.cache.memory.entries, 0, 'purged on the other instance')
-  t.equal((await httpRequest(`${second.url}/api/a`)).headers['x-cache-status'], 'MISS')
-})
+for (const database of ['sqlite', 'postgres']) {
+  t.test(`a purge reaches another instance on the same database within a second (${database})`, async (t) => {
+    const databaseUrl = database === 'postgres' ? await postgresDatabase(t) : undefined
+    if (databaseUrl === null) return void t.plan(0, 'PostgreSQL unreachable at 127.0.0.1:5432 (set GATEHOUSE_REQUIRE_SERVICES=1 to fail instead)')
+    const origin = await countingUpstream(t)
+    const first = await startGateway(t, { databaseUrl })
+    const second = await startGateway(t, { databaseUrl: first.app.config.databaseUrl, build: { migrate: false, configPollIntervalMs: 250 } })
+    await createRoute(first.app, { name: 'api', path: '/api', targets: [{ url: origin.upstream.url, weight: 1 }], cache: {} } as never)
+    await second.app.configChanges.refresh()
+    await httpRequest(`${second.url}/api/a`)
+    t.equal((await httpRequest(`${second.url}/api/a`)).headers['x-cache-status'], 'HIT')
+    const purged = await first.app.inject({ method: 'DELETE', url: '/admin/cache', headers: adminHeaders })
+    t.same(purged.json(), { purged: 0 }, 'the first instance held nothing itself')
+    const started = Date.now()
+    while (second.app.cache.memory.entries > 0 && Date.now() - started < 1000) await sleep(20)
+    t.equal(second.app.cache.memory.entries, 0, 'purged on the other instance')
+    t.equal((await httpRequest(`${second.url}/api/a`)).headers['x-cache-status'], 'MISS')
+    // A second purge is a new row: it reaches the other instance too.
+    t.equal((await httpRequest(`${second.url}/api/a`)).headers['x-cache-status'], 'HIT')
+    await first.app.inject({ method: 'DELETE', url: '/admin/cache?route=api', headers: adminHeaders })
+    const again = Date.now()
+    while (second.app.cache.memory.entries > 0 && Date.now() - again < 1000) await sleep(20)
+    t.equal(second.app.cache.memory.entries, 0)
+  })
+}
 
 t.test('route field cache: defaults, validation naming the field, redis without REDIS_URL refused', async (t) => {
   const { gateway } = await cachedGateway(t)
