@@ -24,6 +24,7 @@ import upstreams, { type UpstreamsOptions } from './plugins/upstreams.js'
 import auth, { type AuthOptions } from './policies/auth/plugin.js'
 import bodyLimit from './policies/body-limit/plugin.js'
 import compression from './policies/compression/plugin.js'
+import cache from './policies/cache/plugin.js'
 import cors from './policies/cors/plugin.js'
 import rateLimit from './policies/rate-limit/plugin.js'
 import transforms from './policies/transforms/plugin.js'
@@ -143,6 +144,8 @@ export async function buildApp (config: Readonly<Config>, options: BuildOptions 
   await app.register(transforms)
   await app.register(compression)
   await app.register(upstreams, options.upstreams ?? {})
+  // Response cache: its stage, memory and Redis stores, purges from other instances.
+  await app.register(cache)
   await app.register(audit, { ...options.audit, recordRequests: options.auditRequests ?? true })
   // Root hooks at the end of every request: access log, request metrics, audit rows. Before
   // any route, so every route (and the 404 handler) gets them.

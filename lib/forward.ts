@@ -76,24 +76,7 @@ export function createForward (app: FastifyInstance): ForwardHandler {
     const raw = request.raw
     const bodyLimit = route.bodyLimit
     const body = hasRequestBody(request) ? limitedRequestBody(request, context, bodyLimit) : null
-    const path = route.stripPath ? stripPrefix(context.path, routePrefixOf(route)) : context.path
-    const headers = upstreamRequestHeaders({
-      rawHeaders: raw.rawHeaders,
-      connectionNamed: connectionNamedHeaders(raw.headers.connection),
-      stripped: context.strippedHeaders,
-      requestId: request.id,
-      forwardedFor: appendForwardedFor(raw.headers['x-forwarded-for'] as string | undefined, context.socket.remoteAddress),
-      forwardedProto: request.protocol,
-      // Like forwardedProto: a trusted proxy's X-Forwarded-Host (TRUST_PROXY), else the client's Host.
-      forwardedHost: request.host,
-      via: raw.headers.via,
-      httpVersion: raw.httpVersion,
-      clientIp: context.clientIp,
-      host: route.preserveHost ? raw.headers.host : undefined,
-      consumerId: context.consumer?.id ?? null,
-      consumerName: context.consumer?.name ?? null
-    })
-    const upstreamRequest: UpstreamRequest = { path, headers }
+    const upstreamRequest = buildUpstreamRequest(request, context, route)
     const changeUpstreamRequest = context.pipeline?.onUpstreamRequest
     if (changeUpstreamRequest !== undefined && changeUpstreamRequest !== null) {
       const refused = changeUpstreamRequest(request, upstreamRequest)
@@ -183,6 +166,33 @@ export function createForward (app: FastifyInstance): ForwardHandler {
       return
     }
   }
+}
+
+/**
+ * The request as it goes upstream, before the route's stages change it: the forwarded path
+ * (after stripPath) and the headers in one pass (lib/proxy-headers.ts). Also used by the
+ * response cache to revalidate an entry on its own (policies/cache/).
+ */
+export function buildUpstreamRequest (request: FastifyRequest, context: GatewayContext, route: NonNullable<GatewayContext['route']>): UpstreamRequest {
+  const raw = request.raw
+  const path = route.stripPath ? stripPrefix(context.path, routePrefixOf(route)) : context.path
+  const headers = upstreamRequestHeaders({
+    rawHeaders: raw.rawHeaders,
+    connectionNamed: connectionNamedHeaders(raw.headers.connection),
+    stripped: context.strippedHeaders,
+    requestId: request.id,
+    forwardedFor: appendForwardedFor(raw.headers['x-forwarded-for'] as string | undefined, context.socket.remoteAddress),
+    forwardedProto: request.protocol,
+    // Like forwardedProto: a trusted proxy's X-Forwarded-Host (TRUST_PROXY), else the client's Host.
+    forwardedHost: request.host,
+    via: raw.headers.via,
+    httpVersion: raw.httpVersion,
+    clientIp: context.clientIp,
+    host: route.preserveHost ? raw.headers.host : undefined,
+    consumerId: context.consumer?.id ?? null,
+    consumerName: context.consumer?.name ?? null
+  })
+  return { path, headers }
 }
 
 interface UpstreamFailure {

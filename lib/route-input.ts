@@ -75,3 +75,9 @@ function pathProblem (path: string, field: string): string | null {
 function encodePath (path: string): string {
   return path.replace(/[^A-Za-z0-9\-._~!$&'()*+,;=:@/%]/gu, (char) => encodeURIComponent(char))
 }
+
+/** `cache.store: "redis"` needs REDIS_URL (docs/cache.md "Stores"); a message naming the field, or null. */
+export function cacheStoreProblem (route: Pick<RouteInput, 'cache'>, redisConfigured: boolean, prefix = 'body'): string | null {
+  if (route.cache?.store === 'redis' && !redisConfigured) return `${prefix}/cache/store "redis" needs REDIS_URL, which is not set`
+  return null
+}

@@ -39,6 +39,8 @@ export interface Config {
   shutdownGraceMs: number
   /** Server-Timing on every proxied answer (docs/transforms.md "Server-Timing"). */
   serverTiming: boolean
+  /** Bound of the response cache's memory store, per process (docs/cache.md). */
+  cacheMemoryBytes: number
 }
 
 export class ConfigError extends Error {
@@ -126,7 +128,8 @@ export function loadConfig (env: Env): Readonly<Config> {
     sendTimeoutMs: integer('SEND_TIMEOUT_MS', 60_000, 1, 2_147_483_647),
     shutdownDelayMs: integer('SHUTDOWN_DELAY_MS', 0, 0),
     shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', 25_000, 0),
-    serverTiming: boolean('SERVER_TIMING', true)
+    serverTiming: boolean('SERVER_TIMING', true),
+    cacheMemoryBytes: integer('CACHE_MEMORY_BYTES', 67_108_864, 0)
   })
 }
 

@@ -15,6 +15,16 @@ export interface Database {
   basic_credentials: BasicCredentialsTable
   filters: FiltersTable
   instances: InstancesTable
+  cache_purges: CachePurgesTable
+}
+
+export interface CachePurgesTable {
+  id: Generated<number>
+  /** null: every route. */
+  route_id: string | null
+  /** null: every path of the route. */
+  path_prefix: string | null
+  created_at: string
 }
 
 export interface RoutesTable {

@@ -17,6 +17,8 @@ export function rowToRoute (row: RouteRow): Route {
     // Routes stored before a field existed read as its default.
     ...TRANSFORM_DEFAULTS,
     ...spec,
+    // Rows written before the field existed.
+    cache: spec.cache ?? null,
     enabled: row.enabled === 1,
     createdAt: row.created_at,
     updatedAt: row.updated_at

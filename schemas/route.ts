@@ -64,6 +64,19 @@ export const AuthSchema = Type.Union([
   }, { additionalProperties: false })
 ])
 
+const HeaderName = Type.String({ pattern: '^[A-Za-z0-9!#$%&\'*+.^`|~-]+$', maxLength: 100 })
+
+/** Route `cache` (docs/cache.md): every field optional, these are the defaults. */
+export const CacheSchema = Type.Object({
+  ttlSeconds: Type.Integer({ minimum: 0, maximum: 31_536_000, default: 60, description: 'freshness when the answer names none (s-maxage, max-age, Expires win)' }),
+  statuses: Type.Array(Type.Integer({ minimum: 200, maximum: 599 }), { default: [200, 203, 204, 301, 404, 410], maxItems: 50, uniqueItems: true, description: 'statuses that may be stored' }),
+  maxBodyBytes: Type.Integer({ minimum: 0, maximum: 1_073_741_824, default: 1_048_576, description: 'larger answers stream through uncached' }),
+  vary: Type.Array(HeaderName, { default: [], maxItems: 20, description: 'request headers added to the key, besides those the answer\'s Vary names' }),
+  staleWhileRevalidateSeconds: Type.Integer({ minimum: 0, maximum: 604_800, default: 0 }),
+  staleIfErrorSeconds: Type.Integer({ minimum: 0, maximum: 604_800, default: 0 }),
+  store: Type.Union([Type.Literal('memory'), Type.Literal('redis')], { default: 'memory', description: 'redis needs REDIS_URL; shared by every instance' })
+}, { additionalProperties: false, examples: [{ ttlSeconds: 60, statuses: [200, 203, 204, 301, 404, 410], maxBodyBytes: 1_048_576, vary: [], staleWhileRevalidateSeconds: 0, staleIfErrorSeconds: 0, store: 'memory' }] })
+
 /** The fields a client may set; shared by create (with required ones) and patch. */
 const routeFields = {
   name: Type.String({ pattern: NamePattern, maxLength: 100 }),
@@ -82,6 +95,7 @@ const routeFields = {
   rateLimit: Type.Union([RateLimitSchema, Type.Null()], { default: null }),
   cors: Type.Union([CorsSchema, Type.Null()], { default: null }),
   ...transformFields,
+  cache: Type.Union([CacheSchema, Type.Null()], { default: null }),
   enabled: Type.Boolean({ default: true })
 }
 
@@ -133,4 +147,5 @@ export type RouteTarget = Static<typeof TargetSchema>
 export type RouteAuth = Static<typeof AuthSchema>
 export type RouteRateLimit = Static<typeof RateLimitSchema>
 export type RouteCors = Static<typeof CorsSchema>
+export type RouteCache = Static<typeof CacheSchema>
 export type RouteHealthCheck = Static<typeof HealthCheckSchema>

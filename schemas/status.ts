@@ -1,4 +1,5 @@
 import { type Static, Type } from '@sinclair/typebox'
+import { CacheStatusSchema } from './cache.js'
 import { RedisStatusSchema } from './redis-status.js'
 
 const ByStatusClass = Type.Object({
@@ -35,7 +36,8 @@ const ProcessStatusSchema = Type.Object({
     queueDepth: Type.Integer({ description: 'rows waiting to be written' }),
     dropped: Type.Integer({ description: 'rows dropped since start because the queue was full' })
   }),
-  redis: RedisStatusSchema
+  redis: RedisStatusSchema,
+  cache: CacheStatusSchema
 })
 
 /** One worker's own numbers in a WORKERS > 1 answer: everything but version and targets. */

@@ -6,6 +6,7 @@ import { schemaErrorMessage } from '../../lib/schema-errors.js'
 import { sendContinue } from '../../lib/expect-continue.js'
 import { checkBody } from '../../schemas/defaults.js'
 import auditAdmin from './audit.js'
+import cacheAdmin from './cache.js'
 import consumersAdmin from './consumers.js'
 import filtersAdmin from './filters.js'
 import instancesAdmin from './instances.js'
@@ -51,6 +52,7 @@ export default async function admin (app: FastifyInstance): Promise<void> {
   await app.register(auditAdmin, { prefix: '/audit' })
   await app.register(statusAdmin)
   await app.register(instancesAdmin)
+  await app.register(cacheAdmin)
 
   // An unknown /admin path is answered here, after the token check, and never reaches the
   // proxied scope's catch-all (which would otherwise take it as proxied traffic).

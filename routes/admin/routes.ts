@@ -2,7 +2,7 @@ import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { applyConfigChange } from './apply-change.js'
 import { GatewayError } from '../../lib/errors.js'
-import { buildRoute, routeProblem } from '../../lib/route-input.js'
+import { buildRoute, cacheStoreProblem, routeProblem } from '../../lib/route-input.js'
 import { keepsStoredSecret, publicRoute, withStoredSecret } from '../../lib/route-secret.js'
 import { deleteRoute, findRoute, insertRoute, listAllRoutes, listRoutes, routeNameTaken, updateRoute } from '../../repositories/routes.js'
 import { fillBodyDefaults } from '../../schemas/defaults.js'
@@ -27,7 +27,7 @@ const routesAdmin: FastifyPluginAsyncTypebox = async (app) => {
   }
 
   function checked (input: RouteInput): RouteInput {
-    const problem = routeProblem(input)
+    const problem = routeProblem(input) ?? cacheStoreProblem(input, app.config.redisUrl !== null)
     if (problem !== null) throw new GatewayError(400, 'GW_VALIDATION', problem)
     return input
   }
@@ -99,7 +99,7 @@ const routesAdmin: FastifyPluginAsyncTypebox = async (app) => {
  * JWT route with neither secret nor jwksUrl keeps the secret stored under its name — as
  * consumers keep their credentials.
  */
-export function routesSection (config: Pick<Config, 'upstreamTimeoutMs' | 'bodyLimit'>): ConfigSection<RouteConfigItem> {
+export function routesSection (config: Pick<Config, 'upstreamTimeoutMs' | 'bodyLimit'> & Partial<Pick<Config, 'redisUrl'>>): ConfigSection<RouteConfigItem> {
   return {
     name: 'routes',
     itemSchema: RouteConfigItemSchema,
@@ -110,7 +110,8 @@ export function routesSection (config: Pick<Config, 'upstreamTimeoutMs' | 'bodyL
       for (const [index, item] of items.entries()) {
         const { id, createdAt: _c, updatedAt: _u, ...input } = item
         // Other fields are checked now; whether a stored secret exists is checked in replaceAll.
-        const problem = routeProblem(keepsStoredSecret(input.auth) ? { ...input, auth: { type: 'none' } } : input, `routes/${index}`)
+        const problem = routeProblem(keepsStoredSecret(input.auth) ? { ...input, auth: { type: 'none' } } : input, `routes/${index}`) ??
+          cacheStoreProblem(input, (config.redisUrl ?? null) !== null, `routes/${index}`)
         if (problem !== null) return problem
         if (names.has(item.name)) return `routes/${index}/name "${item.name}" is already used by routes/${names.get(item.name)}`
         names.set(item.name, index)

@@ -21,6 +21,7 @@ function route (fields: Partial<Route> & { path: string }): Route {
     auth: { type: 'none' },
     rateLimit: null,
     cors: null,
+    cache: null,
     enabled: true,
     createdAt: '2026-01-01T00:00:00.000Z',
     updatedAt: '2026-01-01T00:00:00.000Z',

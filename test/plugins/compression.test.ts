@@ -163,16 +163,16 @@ t.test('a Buffer answer the gateway sends itself (a cache hit) is compressed onc
   const { app, url } = await startGateway(t)
   const stored = BODY.subarray(0, 50_000)
   const route = await createRoute(app, { name: 'hit', path: '/hit', targets: [{ url: upstream.url, weight: 1 }], compression: { encodings: ['br', 'gzip'], minBytes: 100, types: ['application/json'] } } as never)
-  // A stand-in for the response cache: answers every request from the same stored Buffer.
+  // A stand-in for the response cache (in a free stage slot): answers every request from the same stored Buffer.
   let hits = 0
   const hit: RouteStage = {
-    name: 'cache',
+    name: 'websocket',
     onRequest (_request, reply) {
       hits++
       reply.header('content-type', 'application/json').header('etag', '"s1"').header('x-cache-status', 'HIT').send(stored)
     }
   }
-  app.routeTable.addStage('cache', (candidate) => candidate.id === route.id ? hit : null)
+  app.routeTable.addStage('websocket', (candidate) => candidate.id === route.id ? hit : null)
   const first = await get(`${url}/hit`, { 'accept-encoding': 'gzip' })
   const second = await get(`${url}/hit`, { 'accept-encoding': 'gzip' })
   const brotli = await get(`${url}/hit`, { 'accept-encoding': 'br' })
@@ -198,6 +198,30 @@ t.test('a Buffer answer the gateway sends itself (a cache hit) is compressed onc
   // Gateway errors (JSON strings) are left alone.
   const small = await httpRequest(`${url}/nowhere`, { headers: { 'accept-encoding': 'gzip' } })
   t.equal(small.headers['content-encoding'], undefined)
+})
+
+t.test('with the response cache: the miss streams compressed, hits are compressed from the stored answer, which stays the upstream\'s own', async (t) => {
+  const { app, url, upstream } = await setup(t)
+  await createRoute(app, {
+    name: 'cached',
+    path: '/cached',
+    targets: [{ url: upstream.url, weight: 1 }],
+    cache: { ttlSeconds: 60 },
+    compression: { encodings: ['br', 'gzip'], minBytes: 100, types: ['application/json'] }
+  } as never)
+  const miss = await get(`${url}/cached/x`, { 'accept-encoding': 'gzip' })
+  t.equal(miss.headers['x-cache-status'], 'MISS')
+  t.equal(miss.headers['content-encoding'], 'gzip')
+  t.ok(decode('gzip', miss.body).equals(BODY), 'miss: byte for byte')
+  for (const encoding of ['gzip', 'gzip', 'br', undefined] as const) {
+    const hit = await get(`${url}/cached/x`, encoding === undefined ? {} : { 'accept-encoding': encoding })
+    t.equal(hit.headers['x-cache-status'], 'HIT')
+    t.equal(hit.headers['content-encoding'], encoding, `hit with ${encoding ?? 'no encoding'}`)
+    t.ok(decode(encoding, hit.body).equals(BODY), `hit with ${encoding ?? 'no encoding'}: byte for byte`)
+    t.equal(hit.headers.etag, encoding === undefined ? '"v1"' : 'W/"v1"')
+    t.match(hit.headers.vary, /Accept-Encoding/)
+  }
+  t.equal(upstream.requests.length, 1, 'one upstream request for the miss, none for the hits')
 })
 
 t.test('a client that goes away mid-answer leaves the gateway serving', async (t) => {

@@ -27,8 +27,15 @@ t.test('defaults are the README Configuration table', async (t) => {
     sendTimeoutMs: 60_000,
     shutdownDelayMs: 0,
     shutdownGraceMs: 25_000,
-    serverTiming: true
+    serverTiming: true,
+    cacheMemoryBytes: 67_108_864
   })
+})
+
+t.test('CACHE_MEMORY_BYTES is a whole number of bytes', async (t) => {
+  t.equal(loadConfig({ CACHE_MEMORY_BYTES: '1048576' }).cacheMemoryBytes, 1_048_576)
+  t.equal(loadConfig({ CACHE_MEMORY_BYTES: '0' }).cacheMemoryBytes, 0)
+  t.throws(() => loadConfig({ CACHE_MEMORY_BYTES: '64MB' }), { name: 'ConfigError', message: /^CACHE_MEMORY_BYTES: must be a whole number/ })
 })
 
 t.test('the config is frozen and loadConfig never reads process.env', async (t) => {
@@ -65,7 +72,8 @@ t.test('every variable is read', async (t) => {
     SEND_TIMEOUT_MS: '4500',
     SHUTDOWN_DELAY_MS: '5000',
     SHUTDOWN_GRACE_MS: '6000',
-    SERVER_TIMING: 'false'
+    SERVER_TIMING: 'false',
+    CACHE_MEMORY_BYTES: '1048576'
   })
   t.same(config, {
     port: 9000,
@@ -92,7 +100,8 @@ t.test('every variable is read', async (t) => {
     sendTimeoutMs: 4500,
     shutdownDelayMs: 5000,
     shutdownGraceMs: 6000,
-    serverTiming: false
+    serverTiming: false,
+    cacheMemoryBytes: 1_048_576
   })
 })
 

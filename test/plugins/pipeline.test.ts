@@ -55,11 +55,11 @@ t.test('gateway-wide defaults (RATE_LIMIT_MAX, CORS_ORIGINS) give every route th
 
 t.test('a proxied request runs its route\'s stages and no other route\'s', async (t) => {
   const { app, url, guarded } = await setup(t)
-  // A spy in the (still unused) cache slot, compiled for the guarded route only.
+  // A spy in the (still unused) websocket slot, compiled for the guarded route only.
   const ran: string[] = []
-  const spy: RouteStage = { name: 'cache', onRequest (request, _reply, done) { ran.push(request.url); done() } }
-  app.routeTable.addStage('cache', (route) => route.id === guarded.id ? spy : null)
-  t.same(stageNames(app, guarded), ['cors', 'auth', 'rate-limit', 'body-limit', 'cache'])
+  const spy: RouteStage = { name: 'websocket', onRequest (request, _reply, done) { ran.push(request.url); done() } }
+  app.routeTable.addStage('websocket', (route) => route.id === guarded.id ? spy : null)
+  t.same(stageNames(app, guarded), ['cors', 'auth', 'rate-limit', 'body-limit', 'websocket'])
 
   const plain = await httpRequest(`${url}/bare/x`, { headers: { origin: ORIGIN } })
   t.equal(plain.statusCode, 200)

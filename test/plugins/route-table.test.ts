@@ -8,7 +8,7 @@ function route (name: string, path: string): Route {
   return {
     id: name, name, path, hosts: [], methods: [], stripPath: false, preserveHost: false,
     targets: [{ url: 'http://127.0.0.1:9', weight: 1 }], loadBalancing: 'round-robin', healthCheck: null,
-    timeoutMs: 1000, retries: 0, bodyLimit: 1024, auth: { type: 'none' }, rateLimit: null, cors: null,
+    timeoutMs: 1000, retries: 0, bodyLimit: 1024, auth: { type: 'none' }, rateLimit: null, cors: null, cache: null,
     enabled: true, createdAt: '2026-01-01T00:00:00.000Z', updatedAt: '2026-01-01T00:00:00.000Z'
   }
 }

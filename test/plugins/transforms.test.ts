@@ -83,7 +83,7 @@ t.test('a value that would carry a control character after substitution is dropp
   // stage in the cache slot stands for any future one, so the check after substitution is what is
   // tested. It also takes out the gateway's own X-Consumer-Name, which undici would refuse (502).
   const forge: RouteStage = {
-    name: 'cache',
+    name: 'websocket',
     onRequest (request, _reply, done) {
       (request.gateway as GatewayContext).consumer = { id: null, name: 'eve\r\nx-injected: 1', rateLimit: null }
       done()
@@ -94,7 +94,7 @@ t.test('a value that would carry a control character after substitution is dropp
       return null
     }
   }
-  app.routeTable.addStage('cache', (candidate) => candidate.id === route.id ? forge : null)
+  app.routeTable.addStage('websocket', (candidate) => candidate.id === route.id ? forge : null)
   const response = await httpRequest(`${url}/r`)
   t.equal(response.statusCode, 200)
   t.equal(response.body, 'ok')

@@ -184,6 +184,7 @@ t.test('a route has every default filled in', async (t) => {
     rewrite: null,
     compression: null,
     securityHeaders: false,
+    cache: null,
     enabled: true
   })
   const jwt = await createRoute(app, { name: 'jwt', path: '/jwt', targets: [target], auth: { type: 'jwt', jwksUrl: 'https://id.example.com/jwks' } as never })
