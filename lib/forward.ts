@@ -48,6 +48,7 @@ export function createForward (app: FastifyInstance): ForwardHandler {
     context.detail = err.message
   }
   const sendTimeoutMs = app.config.sendTimeoutMs
+  const tracing = app.tracing
 
   return async function forward (request, reply) {
     const context = request.gateway as GatewayContext
@@ -72,6 +73,9 @@ export function createForward (app: FastifyInstance): ForwardHandler {
       consumerId: context.consumer?.id ?? null,
       consumerName: context.consumer?.name ?? null
     })
+    // One traceparent per attempt, naming the attempt's client span (its value set below).
+    const trace = context.trace
+    const traceparentAt = trace === null ? -1 : headers.push('traceparent', '') - 1
     const timeoutMs = route.timeoutMs
     const idempotent = IDEMPOTENT.has(request.method)
     const upstreams = app.upstreams
@@ -89,6 +93,8 @@ export function createForward (app: FastifyInstance): ForwardHandler {
         return
       }
       context.target = target.url
+      const span = trace === null ? null : tracing.clientSpan(trace, request.method, target.url, tried?.size ?? 0)
+      if (span !== null) headers[traceparentAt] = span.traceparent
       const attemptBody = body === null ? null : new AttemptBody(body, bodyChunk)
       target.inFlight++
       const exchange = new UpstreamExchange(reply, {
@@ -102,7 +108,10 @@ export function createForward (app: FastifyInstance): ForwardHandler {
           context.detail = `upstream failed mid-response: ${(err as { code?: string }).code ?? err.message}`
         },
         completed,
-        settled () { target.inFlight-- },
+        settled () {
+          target.inFlight--
+          span?.end()
+        },
         cutOff,
         sendTimeoutMs
       })
@@ -117,7 +126,9 @@ export function createForward (app: FastifyInstance): ForwardHandler {
       let statusCode: number
       try {
         statusCode = await exchange.started
+        if (span !== null) span.status = statusCode
       } catch (err) {
+        if (span !== null) span.error = (err as { code?: string }).code ?? (err as Error).name
         if (err instanceof BodyTooLargeError) {
           upstreams.report(target, 'aborted')
           // The rest of an over-limit body is not worth reading: close, as for a declared one.

@@ -17,7 +17,8 @@ function worker (n: number, targets: ProcessStatus['targets']): ProcessStatus {
     blocked: n,
     targets,
     audit: { queueDepth: n, dropped: 0 },
-    redis: { configured: false, up: false, since: null, consecutiveFailures: 0, lastError: null, bypassed: 0 }
+    redis: { configured: false, up: false, since: null, consecutiveFailures: 0, lastError: null, bypassed: 0 },
+    logSinks: []
   }
 }
 
