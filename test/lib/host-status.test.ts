@@ -45,9 +45,10 @@ t.test('sums counters over the workers, keeps the host\'s identity and lists eac
     targets: [],
     audit: { queueDepth: 3, dropped: 0 },
     redis: one.redis,
+    logSinks: [],
     workers: [
-      { workerId: 1, pid: 101, instanceId: 'host-1-abc', uptimeSeconds: 10, routes: 2, requests: one.requests, activeConnections: 1, maxConnections: 10_000, bytesIn: 1000, bytesOut: 2000, rateLimited: 3, blocked: 1, audit: one.audit, redis: one.redis },
-      { workerId: 2, pid: 102, instanceId: 'host-2-abc', uptimeSeconds: 20, routes: 2, requests: two.requests, activeConnections: 2, maxConnections: 10_000, bytesIn: 2000, bytesOut: 4000, rateLimited: 6, blocked: 2, audit: two.audit, redis: two.redis }
+      { workerId: 1, pid: 101, instanceId: 'host-1-abc', uptimeSeconds: 10, routes: 2, requests: one.requests, activeConnections: 1, maxConnections: 10_000, bytesIn: 1000, bytesOut: 2000, rateLimited: 3, blocked: 1, audit: one.audit, redis: one.redis, logSinks: [] },
+      { workerId: 2, pid: 102, instanceId: 'host-2-abc', uptimeSeconds: 20, routes: 2, requests: two.requests, activeConnections: 2, maxConnections: 10_000, bytesIn: 2000, bytesOut: 4000, rateLimited: 6, blocked: 2, audit: two.audit, redis: two.redis, logSinks: [] }
     ],
     unresponsiveWorkers: [{ workerId: 3, pid: 103 }]
   })

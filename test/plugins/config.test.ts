@@ -26,7 +26,15 @@ t.test('defaults are the README Configuration table', async (t) => {
     maxConnections: 10_000,
     sendTimeoutMs: 60_000,
     shutdownDelayMs: 0,
-    shutdownGraceMs: 25_000
+    shutdownGraceMs: 25_000,
+    accessLogFile: null,
+    accessLogRotateBytes: 104_857_600,
+    accessLogKeep: 10,
+    logSinks: [],
+    logSinkQueue: 10_000,
+    otlpEndpoint: null,
+    tracesSamplerRatio: 1,
+    otelServiceName: 'gatehouse'
   })
 })
 
@@ -63,7 +71,15 @@ t.test('every variable is read', async (t) => {
     MAX_CONNECTIONS: '20',
     SEND_TIMEOUT_MS: '4500',
     SHUTDOWN_DELAY_MS: '5000',
-    SHUTDOWN_GRACE_MS: '6000'
+    SHUTDOWN_GRACE_MS: '6000',
+    ACCESS_LOG_FILE: '/var/log/gatehouse/access.log',
+    ACCESS_LOG_ROTATE_BYTES: '0',
+    ACCESS_LOG_KEEP: '3',
+    LOG_SINKS: 'loki+http://loki:3100, s3://logs/gatehouse?endpoint=http://minio:9000&region=eu-west-1',
+    LOG_SINK_QUEUE: '500',
+    OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318',
+    OTEL_TRACES_SAMPLER_ARG: '0.25',
+    OTEL_SERVICE_NAME: 'edge'
   })
   t.same(config, {
     port: 9000,
@@ -89,7 +105,15 @@ t.test('every variable is read', async (t) => {
     maxConnections: 20,
     sendTimeoutMs: 4500,
     shutdownDelayMs: 5000,
-    shutdownGraceMs: 6000
+    shutdownGraceMs: 6000,
+    accessLogFile: '/var/log/gatehouse/access.log',
+    accessLogRotateBytes: 0,
+    accessLogKeep: 3,
+    logSinks: ['loki+http://loki:3100', 's3://logs/gatehouse?endpoint=http://minio:9000&region=eu-west-1'],
+    logSinkQueue: 500,
+    otlpEndpoint: 'http://collector:4318',
+    tracesSamplerRatio: 0.25,
+    otelServiceName: 'edge'
   })
 })
 
