@@ -38,6 +38,8 @@ export class S3Uploader {
     this.client = new S3Client({
       // The SDK would retry on its own too; the queue's backoff is the one retry policy.
       maxAttempts: 1,
+      // No aws-chunked bodies with trailing checksums: S3-compatible stores (MinIO, s3rver) differ there.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
       ...(target.region === null ? {} : { region: target.region }),
       ...(target.endpoint === null ? {} : { endpoint: target.endpoint, forcePathStyle: true })
     })
