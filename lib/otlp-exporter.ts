@@ -41,8 +41,12 @@ function nanos (ms: number): string {
   return `${whole}${String(fraction).padStart(6, '0')}`
 }
 
-function attribute (key: string, value: string | number): object {
-  return { key, value: typeof value === 'number' && Number.isInteger(value) ? { intValue: String(value) } : typeof value === 'number' ? { doubleValue: value } : { stringValue: value } }
+/** One OTLP KeyValue: integers as intValue strings, other numbers as doubleValue, strings as stringValue. */
+function attributeJson (key: string, value: string | number): string {
+  const typed = typeof value === 'number'
+    ? Number.isInteger(value) ? `{"intValue":"${value}"}` : `{"doubleValue":${value}}`
+    : `{"stringValue":${JSON.stringify(value)}}`
+  return `{"key":${JSON.stringify(key)},"value":${typed}}`
 }
 
 /**
@@ -55,19 +59,18 @@ export class OtlpExporter {
   readonly queue: BatchQueue<SpanRecord>
   private readonly client: SinkClient
   private readonly path: string
-  private readonly resource: object
+  /** The resource, as JSON. */
+  private readonly resource: string
 
   constructor (options: OtlpExporterOptions) {
     const url = new URL(options.endpoint)
     this.client = new SinkClient(url.origin)
     this.path = `${url.pathname.replace(/\/+$/, '')}/v1/traces`
-    this.resource = {
-      attributes: [
-        attribute('service.name', options.serviceName),
-        attribute('service.version', options.serviceVersion),
-        attribute('service.instance.id', options.instance)
-      ]
-    }
+    this.resource = `{"attributes":[${[
+      attributeJson('service.name', options.serviceName),
+      attributeJson('service.version', options.serviceVersion),
+      attributeJson('service.instance.id', options.instance)
+    ].join(',')}]}`
     this.queue = new BatchQueue<SpanRecord>({
       ...BATCH_DEFAULTS,
       maxQueued: options.maxQueued ?? 2048,
@@ -83,29 +86,23 @@ export class OtlpExporter {
 
   add (span: SpanRecord): void { this.queue.push(span) }
 
+  /**
+   * The OTLP/JSON request body. Written as a string rather than through JSON.stringify of nested
+   * objects: that took ~6 µs per span, a tenth of a proxied request's CPU for two spans.
+   */
   body (spans: SpanRecord[]): string {
-    return JSON.stringify({
-      resourceSpans: [{
-        resource: this.resource,
-        scopeSpans: [{
-          scope: { name: 'gatehouse' },
-          spans: spans.map((span) => {
-            span.complete?.()
-            return {
-              traceId: span.traceId,
-              spanId: span.spanId,
-              ...(span.parentSpanId === null ? {} : { parentSpanId: span.parentSpanId }),
-              name: span.name,
-              kind: KIND[span.kind],
-              startTimeUnixNano: nanos(span.startMs),
-              endTimeUnixNano: nanos(span.endMs),
-              attributes: Object.entries(span.attributes).map(([key, value]) => attribute(key, value)),
-              status: span.error ? { code: 2 } : { code: 0 }
-            }
-          })
-        }]
-      }]
-    })
+    let out = `{"resourceSpans":[{"resource":${this.resource},"scopeSpans":[{"scope":{"name":"gatehouse"},"spans":[`
+    for (let i = 0; i < spans.length; i++) {
+      const span = spans[i]
+      span.complete?.()
+      let attributes = ''
+      for (const key in span.attributes) attributes += `${attributes === '' ? '' : ','}${attributeJson(key, span.attributes[key])}`
+      out += `${i === 0 ? '' : ','}{"traceId":"${span.traceId}","spanId":"${span.spanId}"` +
+        (span.parentSpanId === null ? '' : `,"parentSpanId":"${span.parentSpanId}"`) +
+        `,"name":${JSON.stringify(span.name)},"kind":${KIND[span.kind]},"startTimeUnixNano":"${nanos(span.startMs)}","endTimeUnixNano":"${nanos(span.endMs)}"` +
+        `,"attributes":[${attributes}],"status":{"code":${span.error ? 2 : 0}}}`
+    }
+    return `${out}]}]}]}`
   }
 
   async close (deadline: number): Promise<void> {
