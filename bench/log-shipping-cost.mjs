@@ -4,7 +4,7 @@
 // — each sent the same fixed number of requests, alternating. Reports req/s and the gateway
 // process's own CPU time per request (from /proc, Linux). Then, in this process (--expose-gc),
 // the heap a full sink queue holds: LOG_SINK_QUEUE lines for a sink that is down.
-//   npm run build && node --expose-gc bench/log-shipping-cost.mjs [--requests N] [--rounds N] [--connections N] [--queue N]
+//   npm run build && node --expose-gc bench/log-shipping-cost.mjs [--requests N] [--rounds N] [--connections N] [--queue N] [--profiles neither,sink,otlp,sink+otlp]
 import { spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
@@ -21,7 +21,9 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '3' },
     connections: { type: 'string', default: '32' },
     dist: { type: 'string', default: 'dist' },
-    queue: { type: 'string', default: '10000' }
+    queue: { type: 'string', default: '10000' },
+    /** Which of neither, sink, otlp, sink+otlp to compare (the first is the reference). */
+    profiles: { type: 'string', default: 'neither,sink+otlp' }
   }
 })
 const requests = Number(values.requests)
@@ -85,7 +87,13 @@ const upstreamPort = await new Promise((resolve) => upstream.stdout.once('data',
 const upstreamUrl = `http://127.0.0.1:${upstreamPort}`
 
 const targets = []
-for (const [name, extra] of [['neither', {}], ['sink+otlp', { LOG_SINKS: `${sink.url}/ingest`, OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, OTEL_TRACES_SAMPLER_ARG: '1.0' }]]) {
+const profiles = {
+  neither: {},
+  sink: { LOG_SINKS: `${sink.url}/ingest` },
+  otlp: { OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, OTEL_TRACES_SAMPLER_ARG: '1.0' },
+  'sink+otlp': { LOG_SINKS: `${sink.url}/ingest`, OTEL_EXPORTER_OTLP_ENDPOINT: otlp.url, OTEL_TRACES_SAMPLER_ARG: '1.0' }
+}
+for (const [name, extra] of Object.entries(profiles).filter(([name]) => values.profiles.split(',').includes(name))) {
   const port = await freePort()
   const child = start(launcher, {
     PORT: String(port), HOST: '127.0.0.1', ADMIN_TOKEN, LOG_LEVEL: 'warn', WORKERS: '1',
@@ -119,9 +127,10 @@ for (let round = 1; round <= rounds; round++) {
   }
 }
 const median = (list) => [...list].sort((a, b) => a - b)[Math.floor(list.length / 2)]
-const [neither, both] = targets
-console.log(`\nmedian req/s: neither ${median(neither.rps).toFixed(0)}, sink+otlp ${median(both.rps).toFixed(0)}`)
-console.log(`median CPU µs/request: neither ${median(neither.cpu).toFixed(1)}, sink+otlp ${median(both.cpu).toFixed(1)} → +${((median(both.cpu) / median(neither.cpu) - 1) * 100).toFixed(1)} %`)
+const [reference, ...others] = targets
+console.log('')
+for (const target of targets) console.log(`median ${target.name.padEnd(9)}  ${median(target.rps).toFixed(0)} req/s  ${median(target.cpu).toFixed(1)} µs CPU/request`)
+for (const target of others) console.log(`${target.name} vs ${reference.name}: CPU per request +${((median(target.cpu) / median(reference.cpu) - 1) * 100).toFixed(1)} %`)
 console.log(`received: sink ${sink.got.requests} batches / ${(sink.got.bytes / 1e6).toFixed(1)} MB, otlp ${otlp.got.requests} batches / ${(otlp.got.bytes / 1e6).toFixed(1)} MB`)
 for (const child of children) try { process.kill(-child.pid, 'SIGTERM') } catch {}
 sink.server.close()
