@@ -119,7 +119,7 @@ t.test('Loki push, Elasticsearch bulk (items checked one by one) and an HTTP JSO
   t.equal(es.dropped, 1, 'the 400 item counted as dropped')
   t.equal(es.retries, 1)
   t.match(es.lastError, /item status (400|429)/)
-  t.equal(es.queued, 0)
+  t.ok(es.queued <= 2, 'nothing left but the lines of the status calls themselves')
   const metrics = (await httpRequest(`${url}/metrics`, { headers: adminHeaders })).body
   t.notOk(metrics.includes('s3cret-pw') || metrics.includes('hunter2'), 'no password in /metrics')
   t.notOk(JSON.stringify(sinkStatus).includes('s3cret-pw') || JSON.stringify(sinkStatus).includes('hunter2'), 'no password in /admin/status')
@@ -210,4 +210,26 @@ t.test('shutdown gives up at the grace deadline and counts what was left', async
   t.ok(took < 3000, `close returned after ${took.toFixed(0)} ms (grace 300 ms, at least 1 s for the sinks)`)
   t.ok(sink.received.length >= 2, 'retried while the grace lasted')
   t.ok(lines.some((line) => line.includes('dropped')), 'the drops are logged')
+})
+
+t.test('a 4xx refuses a batch for good (counted, not retried); a 5xx is retried until the retry window is over, then dropped', async (t) => {
+  const upstream = await startUpstream(t)
+  const refusing = await receiver(t, (_req, res) => { res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"bad"}') })
+  const failing = await receiver(t, (_req, res) => { res.writeHead(503).end() })
+  const { app, url } = await startGateway(t, {
+    env: { LOG_SINKS: `http://127.0.0.1:${refusing.port}/a,http://127.0.0.1:${failing.port}/b` },
+    build: { logShipping: { ...fast, retryWindowMs: 400 } }
+  })
+  await createRoute(app, { name: 'r', path: '/r', targets: [{ url: upstream.url, weight: 1 }] })
+  for (let i = 0; i < 5; i++) await httpRequest(`${url}/r/${i}`)
+  await until(() => refusing.received.length >= 1 && failing.received.length >= 3, 'attempts')
+  await new Promise((resolve) => setTimeout(resolve, 800))
+  const [refused, failed] = app.logShipping.status()
+  t.equal(refused.retries, 0, '400: never retried')
+  t.ok(refused.dropped >= 5, `400: the batch counted as dropped (${refused.dropped})`)
+  t.equal(refused.lastError, 'HTTP 400: {"error":"bad"}')
+  t.ok(failed.retries >= 2, `503: retried (${failed.retries})`)
+  t.ok(failed.dropped >= 5, `503: dropped once the retry window was over (${failed.dropped})`)
+  t.equal(failed.sent, 0)
+  t.equal(failed.lastError, 'HTTP 503')
 })
