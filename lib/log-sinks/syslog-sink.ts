@@ -1,6 +1,5 @@
 import { createSocket, type Socket as UdpSocket } from 'node:dgram'
-import { isIPv6 } from 'node:net'
-import { connect, type Socket } from 'node:net'
+import { connect, isIPv6, type Socket } from 'node:net'
 import type { SendOutcome } from './batch-queue.js'
 import { SINK_REQUEST_TIMEOUT_MS } from './http-post.js'
 import type { LogEntry } from './log-entry.js'
@@ -41,7 +40,7 @@ function udpSender (host: string, port: number, hostname: string, procId: string
             // A datagram that cannot be sent (too big, no route) will not be sent by trying again.
             if (err !== null) {
               refused++
-              error = `${err.message}`
+              error = err.message
             }
             resolve()
           })
