@@ -8,12 +8,14 @@ import adminAuth from './plugins/admin-auth.js'
 import audit, { type AuditOptions } from './plugins/audit.js'
 import configChanges from './plugins/config-changes.js'
 import configSections from './plugins/config-sections.js'
+import dashboard from './plugins/dashboard.js'
 import connectionCap from './plugins/connection-cap.js'
 import db from './plugins/db.js'
 import errorHandler from './plugins/error-handler.js'
 import filters from './plugins/filters.js'
 import health from './plugins/health.js'
 import logShipping, { type LogShippingOptions } from './plugins/log-shipping.js'
+import instances, { type InstancesOptions } from './plugins/instances.js'
 import metrics from './plugins/metrics.js'
 import proxy from './plugins/proxy.js'
 import redis from './plugins/redis.js'
@@ -23,8 +25,10 @@ import tracing, { type TracingOptions } from './plugins/tracing.js'
 import upstreams, { type UpstreamsOptions } from './plugins/upstreams.js'
 import auth, { type AuthOptions } from './policies/auth/plugin.js'
 import bodyLimit from './policies/body-limit/plugin.js'
+import compression from './policies/compression/plugin.js'
 import cors from './policies/cors/plugin.js'
 import rateLimit from './policies/rate-limit/plugin.js'
+import transforms from './policies/transforms/plugin.js'
 import admin from './routes/admin/index.js'
 import metricsRoute from './routes/metrics.js'
 import { version } from './lib/version.js'
@@ -64,6 +68,8 @@ export interface BuildOptions {
   logShipping?: LogShippingOptions
   /** Span export timing; tests shorten it. */
   tracing?: TracingOptions
+  /** Heartbeat period of GET /admin/instances; tests shorten it. */
+  instances?: InstancesOptions
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
@@ -134,6 +140,8 @@ export async function buildApp (config: Readonly<Config>, options: BuildOptions 
   await app.register(configChanges, { pollIntervalMs: options.configPollIntervalMs, snapshotFile: options.configSnapshotFile })
   await app.register(configSections)
   await app.register(routeTable)
+  // This process's identity, heartbeat row and traffic buckets (GET /admin/instances, the dashboard).
+  await app.register(instances, options.instances ?? {})
   // Traffic policy: filters for every request; each policy in policies/ adds its stage to the
   // pipeline of the routes that use it (lib/pipeline.ts orders them, whatever the order here).
   // Redis first: it carries the rate-limit counters and the config-change broadcast.
@@ -142,6 +150,8 @@ export async function buildApp (config: Readonly<Config>, options: BuildOptions 
   await app.register(cors)
   await app.register(rateLimit)
   await app.register(bodyLimit)
+  await app.register(transforms)
+  await app.register(compression)
   await app.register(upstreams, options.upstreams ?? {})
   await app.register(audit, { ...options.audit, recordRequests: options.auditRequests ?? true })
   // Root hooks at the end of every request: access log, request metrics, audit rows. Before
@@ -156,6 +166,8 @@ export async function buildApp (config: Readonly<Config>, options: BuildOptions 
   await app.register(health)
   await app.register(metricsRoute)
   await app.register(admin, { prefix: '/admin' })
+  // The web UI over the admin API (docs/dashboard.md).
+  await app.register(dashboard)
 
   // Everything else is proxied traffic.
   await app.register(proxy)

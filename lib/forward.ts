@@ -1,14 +1,17 @@
 import type { IncomingHttpHeaders } from 'node:http'
-import { Readable } from 'node:stream'
+import { performance } from 'node:perf_hooks'
+import { pipeline as pipeStreams, Readable, type Writable } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { Dispatcher } from 'undici'
 import { BodyTooLargeError, hasRequestBody, limitedRequestBody } from './body-limit.js'
 import { type GatewayError, gatewayErrors } from './errors.js'
 import type { GatewayContext } from './gateway-context.js'
 import { reject, rejectWith } from './gateway-reply.js'
-import { addUpstreamResponseHeaders, connectionNamedHeaders, upstreamRequestHeaders } from './proxy-headers.js'
+import { addUpstreamResponseHeaders, connectionNamedHeaders, type ResponseHead, upstreamRequestHeaders } from './proxy-headers.js'
 import { unmapIPv4 } from './ip.js'
+import type { UpstreamRequest } from './pipeline.js'
 import { routePrefixOf } from './route-matcher.js'
+import { addServerTiming, upstreamAnswered } from './server-timing.js'
 import { StreamedBodyCollector } from './streamed-body-collector.js'
 import { type SendTimeoutError, UpstreamExchange, UpstreamStatusError } from './upstream-exchange.js'
 import type { Target } from './upstream-target.js'
@@ -31,12 +34,29 @@ export function createForward (app: FastifyInstance): ForwardHandler {
   const collector = new StreamedBodyCollector()
   const bodyChunk = (bodyBytes: number, bytes: number): void => { collector.add(bodyBytes, bytes) }
 
-  /** The upstream's status and headers, minus hop-by-hop ones, plus what the gateway's stages set. */
-  function writeHead (reply: FastifyReply, statusCode: number, upstreamHeaders: IncomingHttpHeaders): void {
+  /**
+   * The upstream's status and headers, minus hop-by-hop ones, plus what the gateway's stages
+   * set; answers where the body goes: the client's response, or the first of the route's body
+   * filters (lib/pipeline.ts onResponseBody), which pass it on to the response.
+   */
+  function writeHead (reply: FastifyReply, statusCode: number, upstreamHeaders: IncomingHttpHeaders): Writable {
+    const context = reply.request.gateway as GatewayContext
+    if (serverTiming) upstreamAnswered(context, performance.now())
     const head = addUpstreamResponseHeaders(reply.getHeaders(), upstreamHeaders)
-    const finish = (reply.request.gateway as GatewayContext).pipeline?.onResponseHead
-    if (finish !== undefined && finish !== null) finish(reply.request, head)
-    reply.raw.writeHead(statusCode, head)
+    const pipeline = context.pipeline
+    const finish = pipeline?.onResponseHead ?? null
+    const filterBody = pipeline?.onResponseBody ?? null
+    if (finish !== null) finish(reply.request, head)
+    const filters = filterBody === null ? null : filterBody(reply.request, statusCode, head, upstreamHeaders)
+    if (serverTiming) addServerTiming(head, context, performance.now())
+    // A stage removes a header by setting it to undefined, which writeHead would refuse.
+    if (finish !== null || filterBody !== null) dropRemoved(head)
+    const res = reply.raw
+    res.writeHead(statusCode, head)
+    if (filters === null || filters.length === 0) return res
+    // A filter that fails cuts the answer (the head is out: a truncated answer, never a hung one).
+    pipeStreams([...filters, res], (err) => { if (err !== undefined && err !== null && !res.destroyed) res.destroy() })
+    return filters[0]
   }
 
   function completed (reply: FastifyReply): void { accessLog.hijackedReplyCompleted(reply) }
@@ -49,6 +69,7 @@ export function createForward (app: FastifyInstance): ForwardHandler {
   }
   const sendTimeoutMs = app.config.sendTimeoutMs
   const tracing = app.tracing
+  const serverTiming = app.config.serverTiming
 
   return async function forward (request, reply) {
     const context = request.gateway as GatewayContext
@@ -73,6 +94,16 @@ export function createForward (app: FastifyInstance): ForwardHandler {
       consumerId: context.consumer?.id ?? null,
       consumerName: context.consumer?.name ?? null
     })
+    const upstreamRequest: UpstreamRequest = { path, headers }
+    const changeUpstreamRequest = context.pipeline?.onUpstreamRequest
+    if (changeUpstreamRequest !== undefined && changeUpstreamRequest !== null) {
+      const refused = changeUpstreamRequest(request, upstreamRequest)
+      if (refused !== null) {
+        if (body !== null) discard(body)
+        rejectWith(reply, context, refused, 'blocked')
+        return
+      }
+    }
     // One traceparent per attempt, naming the attempt's client span (its value set below).
     const trace = context.trace
     const traceparentAt = trace === null ? -1 : headers.push('traceparent', '') - 1
@@ -115,10 +146,11 @@ export function createForward (app: FastifyInstance): ForwardHandler {
         cutOff,
         sendTimeoutMs
       })
+      if (serverTiming) context.upstreamStartedAt = performance.now()
       target.pool.dispatch({
         method: request.method as Dispatcher.HttpMethod,
-        path: upstreamPath(target.basePath, path) + context.query,
-        headers,
+        path: upstreamPath(target.basePath, upstreamRequest.path) + context.query,
+        headers: upstreamRequest.headers,
         body: attemptBody,
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs
@@ -129,6 +161,7 @@ export function createForward (app: FastifyInstance): ForwardHandler {
         if (span !== null) span.status = statusCode
       } catch (err) {
         if (span !== null) span.error = (err as { code?: string }).code ?? (err as Error).name
+        if (serverTiming) upstreamAnswered(context, performance.now())
         if (err instanceof BodyTooLargeError) {
           upstreams.report(target, 'aborted')
           // The rest of an over-limit body is not worth reading: close, as for a declared one.
@@ -194,6 +227,12 @@ function upstreamFailure (err: unknown, timeoutMs: number): UpstreamFailure {
 }
 
 function ignore (): void {}
+
+function dropRemoved (head: ResponseHead): void {
+  for (const name in head) {
+    if (head[name] === undefined) delete head[name]
+  }
+}
 
 /** Reads and drops what is left of a request body the upstream will never get, so the client connection stays usable. */
 function discard (body: Readable): void {

@@ -4,7 +4,7 @@ import type { RoutePipeline } from './pipeline.js'
 import type { TraceContext } from './trace-context.js'
 
 /** How a proxied request ended, as written to the audit log (docs/observability.md "Audit log"). */
-export type Outcome = 'proxied' | 'no_route' | 'blocked' | 'unauthorized' | 'rate_limited' | 'too_large' | 'upstream_error'
+export type Outcome = 'proxied' | 'no_route' | 'blocked' | 'unauthorized' | 'rate_limited' | 'too_large' | 'upstream_error' | 'cached'
 
 export interface ConsumerIdentity {
   /** null when a JWT names a consumer that is not registered (docs/auth.md "JWT"). */
@@ -41,6 +41,10 @@ export interface GatewayContext {
   /** Short reason for a rejection or failure, for the audit log. */
   detail: string | null
   bytesIn: number
+  /** performance.now() when the current upstream attempt was dispatched; -1 when none is waiting (lib/server-timing.ts). */
+  upstreamStartedAt: number
+  /** Milliseconds spent waiting for upstreams in attempts already answered or failed. */
+  upstreamMs: number
   /** The client connection and its bytesWritten when the request arrived, to measure bytesOut. */
   socket: Socket
   socketBytesWrittenAtStart: number

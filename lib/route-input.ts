@@ -1,5 +1,8 @@
 import { randomUUID } from 'node:crypto'
+import { compressionProblem } from './compression.js'
+import { headerRulesProblem } from './header-rules.js'
 import { normalizePath } from './normalize-path.js'
+import { rewriteProblem } from './path-rewrite.js'
 import type { Route, RouteInput } from '../schemas/route.js'
 
 /** The gateway-wide defaults a route without its own value takes (UPSTREAM_TIMEOUT_MS, BODY_LIMIT). */
@@ -41,7 +44,16 @@ export function routeProblem (route: RouteInput, prefix = 'body'): string | null
   }
   if (route.path.includes('//')) return `${prefix}/path must not contain "//"`
   if (/(^|\/)\.\.?(\/|$)/.test(route.path)) return `${prefix}/path must not contain "." or ".." segments`
-  return pathProblem(route.path, `${prefix}/path`)
+  return pathProblem(route.path, `${prefix}/path`) ?? transformsProblem(route, prefix)
+}
+
+/** The transform fields (docs/transforms.md), which their compile steps would otherwise refuse per request. */
+function transformsProblem (route: RouteInput, prefix: string): string | null {
+  const { requestHeaders, responseHeaders, rewrite, compression } = route
+  return (requestHeaders == null ? null : headerRulesProblem(requestHeaders, `${prefix}/requestHeaders`)) ??
+    (responseHeaders == null ? null : headerRulesProblem(responseHeaders, `${prefix}/responseHeaders`)) ??
+    (rewrite == null ? null : rewriteProblem(rewrite, `${prefix}/rewrite`)) ??
+    (compression == null ? null : compressionProblem(compression, `${prefix}/compression`))
 }
 
 /** RFC 3986 path characters; anything else (spaces, non-ASCII, quotes …) travels percent-encoded. */

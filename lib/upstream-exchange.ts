@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Socket } from 'node:net'
+import type { Writable } from 'node:stream'
 import type { FastifyReply } from 'fastify'
 import type { Dispatcher } from 'undici'
 
@@ -24,8 +25,9 @@ export interface ExchangeHooks {
   /**
    * The first response byte (or its end) is about to go to the client: write the upstream's
    * status and headers to the (hijacked) reply's response, with whatever the gateway adds.
+   * Answers where the body is written: the response itself, or a filter that passes it on.
    */
-  writeHead: (reply: FastifyReply, statusCode: number, headers: IncomingHttpHeaders) => void
+  writeHead: (reply: FastifyReply, statusCode: number, headers: IncomingHttpHeaders) => Writable
   /** A chunk of the upstream's body is being passed on: the body's bytes so far, and the chunk's. */
   bodyChunk: (bodyBytes: number, bytes: number) => void
   /**
@@ -49,15 +51,15 @@ export interface ExchangeHooks {
 /** True while the exchange writes from inside undici's parser (see resume). */
 let writingFromParser = false
 
-/** res.write(chunk), or res.end() for null, flagged as happening inside undici's parser. */
-function writeFromParser (res: FastifyReply['raw'], chunk: Buffer | null): boolean {
+/** sink.write(chunk), or sink.end() for null, flagged as happening inside undici's parser. */
+function writeFromParser (sink: Writable, chunk: Buffer | null): boolean {
   writingFromParser = true
   try {
     if (chunk === null) {
-      res.end()
+      sink.end()
       return true
     }
-    return res.write(chunk)
+    return sink.write(chunk)
   } finally {
     writingFromParser = false
   }
@@ -86,6 +88,8 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   private statusCode = 0
   private headers: IncomingHttpHeaders | null = null
   private committed = false
+  /** Where the body goes once committed: the response, or the route's first body filter. */
+  private sink: Writable | null = null
   private bodyBytes = 0
   private done = false
   /** The client went away (the upstream request is aborted as soon as undici hands over its controller). */
@@ -134,9 +138,10 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     if (!this.committed) this.commit()
     this.bodyBytes += chunk.length
     this.hooks.bodyChunk(this.bodyBytes, chunk.length)
-    if (!writeFromParser(this.reply.raw, chunk)) {
+    const sink = this.sink as Writable
+    if (!writeFromParser(sink, chunk)) {
       controller.pause()
-      this.reply.raw.once('drain', this.resume)
+      sink.once('drain', this.resume)
       this.awaitClient()
     }
   }
@@ -144,7 +149,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   onResponseEnd (): void {
     if (!this.committed) this.commit()
     const res = this.reply.raw
-    writeFromParser(res, null)
+    writeFromParser(this.sink as Writable, null)
     this.settle()
     // The upstream is done, but a client reading nothing would still hold the answer's tail.
     if (res.socket !== null && res.socket.writableNeedDrain) this.awaitClient()
@@ -166,7 +171,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
     this.committed = true
     const reply = this.reply
     reply.hijack()
-    this.hooks.writeHead(reply, this.statusCode, this.headers as IncomingHttpHeaders)
+    this.sink = this.hooks.writeHead(reply, this.statusCode, this.headers as IncomingHttpHeaders)
   }
 
   private readonly resume = (): void => {

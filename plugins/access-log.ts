@@ -11,7 +11,7 @@ import type { NewAuditLogRow } from '../repositories/database.js'
 
 /**
  * The end of every request, seen once: one access-log line (pino, info), the request
- * metrics, and — for proxied traffic — one audit row. Hooks are on the root so they also
+ * metrics and the dashboard's traffic buckets (plugins/instances.ts), and — for proxied traffic — one audit row. Hooks are on the root so they also
  * see what never reaches the proxied scope's own hooks:
  *  - requests Node's HTTP parser or its timers refuse (400/408/431: server 'clientError');
  *  - requests whose client goes away before the answer is complete (no onResponse then:
@@ -52,7 +52,7 @@ declare module 'fastify' {
 }
 
 const accessLogPlugin: FastifyPluginAsync = async (app) => {
-  const { metrics, audit, logShipping, tracing } = app
+  const { metrics, audit, timeseries, logShipping, tracing } = app
   const exportSpans = tracing.exporter !== null
   // LOG_LEVEL is fixed for the process: below info, proxied requests skip building the line.
   const logRequests = ['trace', 'debug', 'info'].includes(app.log.level)
@@ -63,6 +63,7 @@ const accessLogPlugin: FastifyPluginAsync = async (app) => {
       const status = reply.statusCode
       const path = request.url.split('?')[0]
       metrics.recordRequest(null, request.method, status, -1, 'blocked', 0, 0)
+      timeseries.record(null, status, -1, 0, 0, 'blocked')
       const fields = { route: null, method: request.method, path, status, outcome: 'blocked', detail }
       request.log.info(fields, 'request completed')
       if (logShipping.enabled) logShipping.access({ reqId: request.id, ...fields })
@@ -148,6 +149,7 @@ const accessLogPlugin: FastifyPluginAsync = async (app) => {
       const routeName = context.route === null ? null : context.route.name
       const bytesOut = context.socket.bytesWritten - context.socketBytesWrittenAtStart
       metrics.recordRequest(routeName, request.method, status, durationMs, context.outcome, context.bytesIn, bytesOut)
+      timeseries.record(context.route === null ? null : context.route.id, status, durationMs, context.bytesIn, bytesOut, context.outcome)
       const traceId = context.trace === null ? null : context.trace.traceId
       if (logRequests || logShipping.enabled) {
         const fields = {
@@ -193,6 +195,7 @@ const accessLogPlugin: FastifyPluginAsync = async (app) => {
       // A method the proxy does not route: proxied traffic that matched no route (docs/routing.md "Matching").
       const detail = `no route for method ${request.method}`
       metrics.recordRequest(null, request.method, status, durationMs, 'no_route', 0, 0)
+      timeseries.record(null, status, durationMs, 0, 0, 'no_route')
       const fields = { route: null, method: request.method, path, status, durationMs, outcome: 'no_route' }
       request.log.info(fields, 'request completed')
       if (logShipping.enabled) logShipping.access({ reqId: request.id, ...fields })
@@ -221,6 +224,7 @@ const accessLogPlugin: FastifyPluginAsync = async (app) => {
     const path = line === null ? null : line[2].split('?')[0]
     const requestId = clientErrorRequestId(err)
     metrics.recordRequest(null, method ?? 'OTHER', status, -1, outcome, 0, 0)
+    timeseries.record(null, status, -1, 0, 0, outcome)
     const fields = { reqId: requestId, route: null, method, path, status, outcome, detail }
     app.log.info(fields, 'request completed')
     if (logShipping.enabled) logShipping.access(fields)
@@ -235,6 +239,7 @@ const accessLogPlugin: FastifyPluginAsync = async (app) => {
     // The authority-form target ("host:443") is what a CONNECT asks for; it has no path.
     const target = (req.url ?? '').slice(0, 2048)
     metrics.recordRequest(null, 'CONNECT', status, -1, outcome, 0, 0)
+    timeseries.record(null, status, -1, 0, 0, outcome)
     const fields = { reqId: requestId, route: null, method: 'CONNECT', path: target, status, outcome }
     app.log.info(fields, 'request completed')
     if (logShipping.enabled) logShipping.access(fields)
@@ -267,4 +272,4 @@ function requestRow (
   }
 }
 
-export default fp(accessLogPlugin, { name: 'access-log', dependencies: ['metrics', 'audit', 'route-table', 'log-shipping', 'tracing'] })
+export default fp(accessLogPlugin, { name: 'access-log', dependencies: ['metrics', 'instances', 'audit', 'route-table', 'log-shipping', 'tracing'] })

@@ -54,6 +54,8 @@ export interface Config {
   tracesSamplerRatio: number
   /** OTEL_SERVICE_NAME: the exported spans' service.name. */
   otelServiceName: string
+  /** Server-Timing on every proxied answer (docs/transforms.md "Server-Timing"). */
+  serverTiming: boolean
 }
 
 export class ConfigError extends Error {
@@ -79,6 +81,13 @@ export function loadConfig (env: Env): Readonly<Config> {
     const value = Number(raw)
     if (value < min || value > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${raw}`)
     return value
+  }
+
+  const boolean = (name: string, fallback: boolean): boolean => {
+    const raw = read(name)
+    if (raw === undefined) return fallback
+    if (raw === 'true' || raw === 'false') return raw === 'true'
+    throw new ConfigError(name, `must be true or false, got "${raw}"`)
   }
 
   const databaseUrl = read('DATABASE_URL') ?? 'sqlite:./data/gatehouse.db'
@@ -163,7 +172,8 @@ export function loadConfig (env: Env): Readonly<Config> {
     logSinkQueue: integer('LOG_SINK_QUEUE', 10_000, 1, 10_000_000),
     otlpEndpoint,
     tracesSamplerRatio,
-    otelServiceName: read('OTEL_SERVICE_NAME') ?? 'gatehouse'
+    otelServiceName: read('OTEL_SERVICE_NAME') ?? 'gatehouse',
+    serverTiming: boolean('SERVER_TIMING', true)
   })
 }
 

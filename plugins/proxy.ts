@@ -10,6 +10,7 @@ import { sendContinue } from '../lib/expect-continue.js'
 import type { RoutePipeline } from '../lib/pipeline.js'
 import type { ResponseHead } from '../lib/proxy-headers.js'
 import { hostName } from '../lib/route-matcher.js'
+import { addServerTiming } from '../lib/server-timing.js'
 
 /**
  * Paths of the reserved endpoints (README "Reserved endpoints"). A spelling like "/x/../admin/routes"
@@ -42,7 +43,7 @@ export default async function proxy (app: FastifyInstance): Promise<void> {
     const pipeline = matchRoute(request, reply, context)
     if (pipeline !== null) pipeline.onRequest(request, reply, done)
   })
-  app.addHook('onSend', finishResponseHead)
+  app.addHook('onSend', finishResponseHeads(app.config.serverTiming))
   app.addHook('preParsing', passBodyThrough)
   // The audit row, metrics and access-log line of each request: plugins/access-log.ts (root hooks,
   // so requests refused before this scope and clients that go away are recorded too).
@@ -84,23 +85,50 @@ function notFound (reply: FastifyReply, context: GatewayContext): null {
   return null
 }
 
+type OnSendDone = (err: Error | null, payload?: unknown) => void
+
 /**
- * Answers sent through Fastify (a stage's 4xx, an upstream failure): the route's stages have
- * the last word on their headers, as on streamed answers (lib/forward.ts writeHead).
+ * Answers sent through Fastify (a stage's 4xx, an upstream failure, an answer from the cache):
+ * the route's stages have the last word on their headers, as on streamed answers
+ * (lib/forward.ts writeHead), and a Buffer body may be replaced by a stage (its compressed form).
+ * Server-Timing goes on every answer of a matched route unless SERVER_TIMING=false.
  */
-function finishResponseHead (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: (err: null, payload: unknown) => void): void {
-  const finish = request.gateway?.pipeline?.onResponseHead
-  if (finish === undefined || finish === null) return done(null, payload)
-  const before = reply.getHeaders()
-  const head: ResponseHead = { ...before }
-  finish(request, head)
-  for (const name of Object.keys(before)) {
-    if (head[name] === undefined) reply.removeHeader(name)
+function finishResponseHeads (serverTiming: boolean) {
+  return function finishResponseHead (request: FastifyRequest, reply: FastifyReply, payload: unknown, done: OnSendDone): void {
+    const context = request.gateway
+    if (context === null || context.route === null) return done(null, payload)
+    const pipeline = context.pipeline
+    const finish = pipeline?.onResponseHead ?? null
+    const replaceBody = Buffer.isBuffer(payload) ? pipeline?.onGatewayPayload ?? null : null
+    if (finish === null && replaceBody === null) {
+      if (serverTiming) {
+        const head: ResponseHead = { 'server-timing': reply.getHeader('server-timing') }
+        addServerTiming(head, context, performance.now())
+        reply.header('server-timing', head['server-timing'])
+      }
+      return done(null, payload)
+    }
+    const before = reply.getHeaders()
+    const head: ResponseHead = { ...before }
+    if (finish !== null) finish(request, head)
+    const replaced = replaceBody === null ? null : replaceBody(request, reply.statusCode, head, payload as Buffer)
+    const send = (body: unknown): void => {
+      if (serverTiming) addServerTiming(head, context, performance.now())
+      for (const name of Object.keys(before)) {
+        if (head[name] === undefined) reply.removeHeader(name)
+      }
+      for (const [name, value] of Object.entries(head)) {
+        if (value !== undefined && value !== before[name]) reply.header(name, value)
+      }
+      done(null, body)
+    }
+    if (replaced === null) return send(payload)
+    if (Buffer.isBuffer(replaced)) return send(replaced)
+    replaced.then(send, (err: Error) => {
+      request.log.warn({ err }, 'a stage failed to replace an answer\'s body; sent as it is')
+      send(payload)
+    })
   }
-  for (const [name, value] of Object.entries(head)) {
-    if (value !== undefined && value !== before[name]) reply.header(name, value)
-  }
-  done(null, payload)
 }
 
 /** The request's gateway context (request id, normalised path), or null when the request was refused (400). */
@@ -124,6 +152,8 @@ function startGatewayContext (request: FastifyRequest, reply: FastifyReply): Gat
     target: null,
     detail: null,
     bytesIn: 0,
+    upstreamStartedAt: -1,
+    upstreamMs: 0,
     socket,
     socketBytesWrittenAtStart: socket.bytesWritten,
     // Node joins a repeated traceparent into one "a, b" value, which is invalid: a new trace starts.

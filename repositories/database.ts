@@ -14,6 +14,7 @@ export interface Database {
   api_keys: ApiKeysTable
   basic_credentials: BasicCredentialsTable
   filters: FiltersTable
+  instances: InstancesTable
 }
 
 export interface RoutesTable {
@@ -106,3 +107,18 @@ export interface FiltersTable {
   created_at: string
 }
 export type FilterRow = Selectable<FiltersTable>
+
+export interface InstancesTable {
+  instance_id: string
+  host: string
+  pid: number
+  version: string
+  started_at: string
+  last_seen_at: string
+  config_revision: number
+  requests_per_second: number
+  /** JSON of lib/timeseries.ts StoredSeries. */
+  series: string | null
+}
+export type InstanceRow = Selectable<InstancesTable>
+export type NewInstanceRow = Insertable<InstancesTable>

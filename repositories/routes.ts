@@ -1,6 +1,7 @@
 import type { Kysely, Transaction } from 'kysely'
 import type { Database, RouteRow } from './database.js'
 import type { Route } from '../schemas/route.js'
+import { TRANSFORM_DEFAULTS } from '../schemas/transforms.js'
 
 type Executor = Kysely<Database> | Transaction<Database>
 
@@ -13,6 +14,8 @@ export function rowToRoute (row: RouteRow): Route {
     id: row.id,
     name: row.name,
     path: row.path,
+    // Routes stored before a field existed read as its default.
+    ...TRANSFORM_DEFAULTS,
     ...spec,
     enabled: row.enabled === 1,
     createdAt: row.created_at,

@@ -2,7 +2,7 @@ import { Type, type Static } from '@sinclair/typebox'
 import { pageFields } from './common.js'
 import { defaultsOptional } from './defaults.js'
 
-export const OUTCOMES = ['proxied', 'no_route', 'blocked', 'unauthorized', 'rate_limited', 'too_large', 'upstream_error', 'admin'] as const
+export const OUTCOMES = ['proxied', 'no_route', 'blocked', 'unauthorized', 'rate_limited', 'too_large', 'upstream_error', 'admin', 'cached'] as const
 const Outcome = Type.Union(OUTCOMES.map((outcome) => Type.Literal(outcome)))
 const EventType = Type.Union([Type.Literal('request'), Type.Literal('admin')])
 const Nullable = <T extends ReturnType<typeof Type.String> | ReturnType<typeof Type.Integer> | ReturnType<typeof Type.Number>>(schema: T) =>

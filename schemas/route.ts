@@ -1,6 +1,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { NamePattern } from './common.js'
 import { defaultsOptional } from './defaults.js'
+import { transformFields } from './transforms.js'
 
 const HttpMethod = Type.Union(
   ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'].map((method) => Type.Literal(method))
@@ -80,6 +81,7 @@ const routeFields = {
   auth: Type.Union([AuthSchema], { default: { type: 'none' } }),
   rateLimit: Type.Union([RateLimitSchema, Type.Null()], { default: null }),
   cors: Type.Union([CorsSchema, Type.Null()], { default: null }),
+  ...transformFields,
   enabled: Type.Boolean({ default: true })
 }
 

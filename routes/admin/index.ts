@@ -8,6 +8,7 @@ import { checkBody } from '../../schemas/defaults.js'
 import auditAdmin from './audit.js'
 import consumersAdmin from './consumers.js'
 import filtersAdmin from './filters.js'
+import instancesAdmin from './instances.js'
 import rateLimitsAdmin from './rate-limits.js'
 import routesAdmin from './routes.js'
 import statusAdmin from './status.js'
@@ -49,6 +50,7 @@ export default async function admin (app: FastifyInstance): Promise<void> {
   await app.register(systemAdmin)
   await app.register(auditAdmin, { prefix: '/audit' })
   await app.register(statusAdmin)
+  await app.register(instancesAdmin)
 
   // An unknown /admin path is answered here, after the token check, and never reaches the
   // proxied scope's catch-all (which would otherwise take it as proxied traffic).

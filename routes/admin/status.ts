@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { inClusterWorker, primaryLink } from '../../lib/cluster-ipc.js'
@@ -16,8 +15,7 @@ const GATHER_TIMEOUT_MS = 1000
 
 /** GET /admin/status — docs/observability.md "GET /admin/status" (and "… with WORKERS > 1"). */
 const statusAdmin: FastifyPluginAsyncTypebox = async (app) => {
-  const instanceId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`
-  const startedAt = Date.now()
+  const { id: instanceId, startedAt } = app.instance
 
   function localStatus (): ProcessStatus {
     const { traffic } = app.metrics

@@ -3,6 +3,7 @@ import type { FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fast
 import { type CompileStage, compilePipeline, type RouteStage, STAGE_ORDER, type StageName } from '../../lib/pipeline.js'
 import type { ResponseHead } from '../../lib/proxy-headers.js'
 import type { Route } from '../../schemas/route.js'
+import { GatewayError } from '../../lib/errors.js'
 
 const route = { id: 'r1', name: 'orders' } as Route
 const request = {} as FastifyRequest
@@ -24,12 +25,30 @@ t.test('stages run in the contract\'s order whatever the order they were registe
   const ran: string[] = []
   const compilers = new Map<StageName, CompileStage>([...STAGE_ORDER].reverse().map((name) => [name, () => stage(name, ran)]))
   const pipeline = compilePipeline(route, compilers, () => t.fail('nothing fails'))
-  t.same(pipeline.stages.map((compiled) => compiled.name), ['https-redirect', 'cors', 'auth', 'rate-limit', 'body-limit', 'cache', 'request-transforms'])
+  t.same(pipeline.stages.map((compiled) => compiled.name), [
+    'https-redirect', 'cors', 'auth', 'rate-limit', 'body-limit', 'websocket',
+    'compression', 'response-transforms', 'cache', 'request-transforms'
+  ])
   t.equal(await run(pipeline.onRequest), undefined)
   t.same(ran, STAGE_ORDER)
   const head: ResponseHead = {}
   pipeline.onResponseHead?.(request, head)
-  t.same(Object.keys(head), STAGE_ORDER.map((name) => `x-${name}`))
+  t.same(Object.keys(head), [...STAGE_ORDER].reverse().map((name) => `x-${name}`), 'response-side hooks run nearest the upstream first')
+})
+
+t.test('upstream-request hooks run in order and stop at the first refusal', async (t) => {
+  const seen: string[] = []
+  const refusal = new GatewayError(400, 'GW_TEST', 'refused')
+  const pipeline = compilePipeline(route, new Map<StageName, CompileStage>([
+    ['request-transforms', () => ({ name: 'request-transforms', onUpstreamRequest () { seen.push('request-transforms'); return null } })],
+    ['cache', () => ({ name: 'cache', onUpstreamRequest (_request, upstream) { seen.push('cache'); upstream.path = '/v2'; return refusal } })],
+    ['body-limit', () => ({ name: 'body-limit', onUpstreamRequest (_request, upstream) { seen.push('body-limit'); upstream.headers.push('x-cache', '1'); return null } })]
+  ]), () => t.fail('nothing fails'))
+  const upstream = { path: '/v1', headers: [] as string[] }
+  t.equal(pipeline.onUpstreamRequest?.(request, upstream), refusal)
+  t.same(seen, ['body-limit', 'cache'], 'the stage after the refusal did not run')
+  t.same(upstream, { path: '/v2', headers: ['x-cache', '1'] })
+  t.equal(pipeline.onResponseBody, null, 'no stage filters bodies')
 })
 
 t.test('a compile step returning null adds nothing; one stage runs as the hook itself', async (t) => {

@@ -34,7 +34,8 @@ t.test('defaults are the README Configuration table', async (t) => {
     logSinkQueue: 10_000,
     otlpEndpoint: null,
     tracesSamplerRatio: 1,
-    otelServiceName: 'gatehouse'
+    otelServiceName: 'gatehouse',
+    serverTiming: true
   })
 })
 
@@ -79,7 +80,8 @@ t.test('every variable is read', async (t) => {
     LOG_SINK_QUEUE: '500',
     OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318',
     OTEL_TRACES_SAMPLER_ARG: '0.25',
-    OTEL_SERVICE_NAME: 'edge'
+    OTEL_SERVICE_NAME: 'edge',
+    SERVER_TIMING: 'false'
   })
   t.same(config, {
     port: 9000,
@@ -113,7 +115,8 @@ t.test('every variable is read', async (t) => {
     logSinkQueue: 500,
     otlpEndpoint: 'http://collector:4318',
     tracesSamplerRatio: 0.25,
-    otelServiceName: 'edge'
+    otelServiceName: 'edge',
+    serverTiming: false
   })
 })
 
@@ -165,7 +168,8 @@ t.test('invalid values throw a ConfigError naming the variable', async (t) => {
     [{ SEND_TIMEOUT_MS: '2147483648' }, 'SEND_TIMEOUT_MS', /between 1 and 2147483647/],
     [{ SEND_TIMEOUT_MS: '1m' }, 'SEND_TIMEOUT_MS', /whole number/],
     [{ SHUTDOWN_DELAY_MS: 'soon' }, 'SHUTDOWN_DELAY_MS', /whole number/],
-    [{ SHUTDOWN_GRACE_MS: '-5' }, 'SHUTDOWN_GRACE_MS', /whole number/]
+    [{ SHUTDOWN_GRACE_MS: '-5' }, 'SHUTDOWN_GRACE_MS', /whole number/],
+    [{ SERVER_TIMING: 'off' }, 'SERVER_TIMING', /must be true or false/]
   ]
   for (const [env, variable, problem] of cases) {
     let caught: unknown
@@ -203,7 +207,7 @@ t.test('.env.example and the README list every variable, and .env.example shows 
   const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')
   const variables = ['PORT', 'HOST', 'DATABASE_URL', 'ADMIN_TOKEN', 'ADMIN_AUTH_MAX_FAILURES', 'ADMIN_CORS_ORIGINS', 'REDIS_URL', 'REDIS_TIMEOUT_MS', 'TRUST_PROXY', 'WORKERS', 'LOG_LEVEL',
     'BODY_LIMIT', 'UPSTREAM_TIMEOUT_MS', 'RATE_LIMIT_MAX', 'RATE_LIMIT_WINDOW_MS', 'CORS_ORIGINS', 'AUDIT_RETENTION_DAYS',
-    'HEADERS_TIMEOUT_MS', 'REQUEST_TIMEOUT_MS', 'KEEP_ALIVE_TIMEOUT_MS', 'MAX_CONNECTIONS', 'SEND_TIMEOUT_MS', 'SHUTDOWN_DELAY_MS', 'SHUTDOWN_GRACE_MS']
+    'HEADERS_TIMEOUT_MS', 'REQUEST_TIMEOUT_MS', 'KEEP_ALIVE_TIMEOUT_MS', 'MAX_CONNECTIONS', 'SEND_TIMEOUT_MS', 'SHUTDOWN_DELAY_MS', 'SHUTDOWN_GRACE_MS', 'SERVER_TIMING']
   for (const name of variables) {
     t.match(example, new RegExp(`^#? ?${name}=`, 'm'), `.env.example has ${name}`)
     t.match(readme, new RegExp('`' + name + '`'), `README has ${name}`)

@@ -1,7 +1,10 @@
+import { createHash } from 'node:crypto'
+import { Transform } from 'node:stream'
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import type { RouteStage } from '../../lib/pipeline.js'
 import type { Route } from '../../schemas/route.js'
+import { GatewayError } from '../../lib/errors.js'
 import { adminHeaders, createApiKey, createConsumer, createRoute, failOnUnhandledRejections, httpRequest, startGateway, startUpstream, type TestContext } from '../helper.js'
 
 failOnUnhandledRejections(t)
@@ -118,8 +121,8 @@ t.test('a request failing several stages gets the answer of the first in the con
 
 t.test('a stage that cannot compile fails its route closed (503) and leaves the others alone', async (t) => {
   const { app, url, bare, guarded } = await setup(t)
-  app.routeTable.addStage('request-transforms', (route) => {
-    if (route.id === guarded.id) throw new Error('broken transform')
+  app.routeTable.addStage('https-redirect', (route) => {
+    if (route.id === guarded.id) throw new Error('broken stage')
     return null
   })
   const refused = await httpRequest(`${url}/guarded/x`)
@@ -133,4 +136,74 @@ t.test('a stage that cannot compile fails its route closed (503) and leaves the 
   t.same(stageNames(app, guarded), [])
   t.equal((await httpRequest(`${url}/bare/x`)).statusCode, 200)
   t.same(stageNames(app, bare), ['body-limit'])
+})
+
+t.test('stages change the request going upstream and filter the streamed answer, byte for byte, with backpressure', async (t) => {
+  const upstream = await startUpstream(t, (req, res) => {
+    if (req.url === '/moved/big') {
+      // 16 MiB in 64 KiB chunks, written as fast as the gateway takes them.
+      const chunk = Buffer.alloc(64 * 1024, 'gatehouse ')
+      let left = 256
+      const more = (): void => {
+        while (left > 0) {
+          left--
+          if (!res.write(chunk)) return void res.once('drain', more)
+        }
+        res.end()
+      }
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': String(256 * chunk.length) })
+      return more()
+    }
+    res.writeHead(200, { 'content-type': 'application/json' })
+    res.end(JSON.stringify({ url: req.url, tag: req.headers['x-stage-tag'] ?? null }))
+  })
+  const { app, url } = await startGateway(t)
+  const route = await createRoute(app, { name: 'filtered', path: '/f', stripPath: true, targets: [{ url: upstream.url, weight: 1 }] })
+  const bodyBytes: number[] = []
+  // Test stages in slots no policy fills yet (the real transforms and compression are policies/).
+  app.routeTable.addStage('https-redirect', (compiled) => compiled.id !== route.id
+    ? null
+    : {
+        name: 'https-redirect',
+        onUpstreamRequest (_request, upstreamRequest) {
+          if (upstreamRequest.path === '/refuse') return new GatewayError(400, 'GW_TEST_REFUSED', 'refused by a test stage')
+          upstreamRequest.path = `/moved${upstreamRequest.path}`
+          upstreamRequest.headers.push('x-stage-tag', 'tagged')
+          return null
+        }
+      })
+  app.routeTable.addStage('websocket', (compiled) => compiled.id !== route.id
+    ? null
+    : {
+        name: 'websocket',
+        onResponseHead (_request, head) { head['x-seen-by'] = 'compression' },
+        onResponseBody (_request, _statusCode, head) {
+          // An upper-casing filter: the length stays, but a real one (compression) would drop it.
+          head['content-length'] = undefined
+          let count = 0
+          return new Transform({
+            transform (chunk: Buffer, _encoding, done) { count += chunk.length; done(null, Buffer.from(chunk.toString('latin1').toUpperCase(), 'latin1')) },
+            flush (done) { bodyBytes.push(count); done() }
+          })
+        }
+      })
+
+  const small = await httpRequest(`${url}/f/x?q=1`)
+  t.equal(small.statusCode, 200)
+  t.same(JSON.parse(small.body.toLowerCase()), { url: '/moved/x?q=1', tag: 'tagged' }, 'path rewritten under the query string, header added')
+  t.equal(small.headers['x-seen-by'], 'compression')
+  t.equal(small.headers['content-length'], undefined)
+
+  const refused = await httpRequest(`${url}/f/refuse`)
+  t.equal(refused.statusCode, 400)
+  t.equal(refused.json().message, 'refused by a test stage')
+  t.equal(upstream.requests.length, 1, 'a refused request never went upstream')
+
+  const big = await httpRequest(`${url}/f/big`)
+  t.equal(big.statusCode, 200)
+  const expectedHash = createHash('sha256')
+  for (let i = 0; i < 256; i++) expectedHash.update(Buffer.alloc(64 * 1024, 'GATEHOUSE '))
+  const expected = expectedHash.digest('hex')
+  t.equal(createHash('sha256').update(big.body).digest('hex'), expected, '16 MiB filtered byte for byte')
+  t.same(bodyBytes.at(-1), 256 * 64 * 1024)
 })

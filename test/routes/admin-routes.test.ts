@@ -179,6 +179,11 @@ t.test('a route has every default filled in', async (t) => {
     auth: { type: 'api-key', header: 'x-api-key' },
     rateLimit: { max: 5, windowMs: 60000, by: 'ip' },
     cors: { origins: ['*'], methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'], headers: [], exposedHeaders: [], credentials: false, maxAge: 600 },
+    requestHeaders: null,
+    responseHeaders: null,
+    rewrite: null,
+    compression: null,
+    securityHeaders: false,
     enabled: true
   })
   const jwt = await createRoute(app, { name: 'jwt', path: '/jwt', targets: [target], auth: { type: 'jwt', jwksUrl: 'https://id.example.com/jwks' } as never })
