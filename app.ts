@@ -14,12 +14,14 @@ import db from './plugins/db.js'
 import errorHandler from './plugins/error-handler.js'
 import filters from './plugins/filters.js'
 import health from './plugins/health.js'
+import logShipping, { type LogShippingOptions } from './plugins/log-shipping.js'
 import instances, { type InstancesOptions } from './plugins/instances.js'
 import metrics from './plugins/metrics.js'
 import proxy from './plugins/proxy.js'
 import redis from './plugins/redis.js'
 import routeTable from './plugins/route-table.js'
 import swagger from './plugins/swagger.js'
+import tracing, { type TracingOptions } from './plugins/tracing.js'
 import upstreams, { type UpstreamsOptions } from './plugins/upstreams.js'
 import auth, { type AuthOptions } from './policies/auth/plugin.js'
 import bodyLimit from './policies/body-limit/plugin.js'
@@ -63,6 +65,10 @@ export interface BuildOptions {
   auditRequests?: boolean
   /** Audit queue tuning (batch size, queue bound, retention cadence); tests shrink them. */
   audit?: Omit<AuditOptions, 'recordRequests'>
+  /** Log sink batch timing (wait, retry window); tests shorten them. */
+  logShipping?: LogShippingOptions
+  /** Span export timing; tests shorten it. */
+  tracing?: TracingOptions
   /** Heartbeat period of GET /admin/instances; tests shorten it. */
   instances?: InstancesOptions
 }
@@ -126,6 +132,10 @@ export async function buildApp (config: Readonly<Config>, options: BuildOptions 
   await app.register(db, { databaseUrl: config.databaseUrl, migrate: options.migrate ?? true })
   // Right after db: every later plugin may add its own metrics to app.metrics.registry.
   await app.register(metrics)
+  // ACCESS_LOG_FILE, LOG_SINKS, trace context and span export (docs/logging.md). Early, so their
+  // onClose hooks run after audit's and access-log's: the last lines are queued when they drain.
+  await app.register(logShipping, options.logShipping ?? {})
+  await app.register(tracing, options.tracing ?? {})
   // MAX_CONNECTIONS on the listener, refusals counted in /metrics.
   await app.register(connectionCap)
   await app.register(configChanges, { pollIntervalMs: options.configPollIntervalMs, snapshotFile: options.configSnapshotFile })

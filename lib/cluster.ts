@@ -11,6 +11,8 @@ export interface HostConfig {
   databaseUrl: string
   adminToken: string | null
   workers: number
+  /** ACCESS_LOG_FILE: when set, SIGHUP is passed on to every worker (each reopens its own file). */
+  accessLogFile: string | null
 }
 
 /** A worker that exits within this long of starting counts as a crash for the backoff. */
@@ -77,9 +79,12 @@ export async function runPrimary (config: Readonly<HostConfig>, log: FastifyBase
   let startupFailures = 0
   let exitCode = 0
 
-  const fork = (): void => {
+  /** Each worker's slot 1…WORKERS, inherited by its replacement: it names the worker's access-log file. */
+  const slots = new Map<Worker, number>()
+  const fork = (slot: number): void => {
     if (stopping) return
-    const worker = cluster.fork()
+    const worker = cluster.fork({ GATEHOUSE_WORKER_SLOT: String(slot) })
+    slots.set(worker, slot)
     startedAt.set(worker, Date.now())
     worker.once('listening', () => {
       listening.add(worker)
@@ -92,6 +97,8 @@ export async function runPrimary (config: Readonly<HostConfig>, log: FastifyBase
     const lived = Date.now() - (startedAt.get(worker) ?? 0)
     const wasListening = listening.delete(worker)
     startedAt.delete(worker)
+    const slot = slots.get(worker) ?? 1
+    slots.delete(worker)
     if (stopping) {
       if (code !== 0) exitCode = 1
       log.info({ worker: worker.id, code, signal }, 'worker exited')
@@ -109,7 +116,7 @@ export async function runPrimary (config: Readonly<HostConfig>, log: FastifyBase
     crashes = lived >= STABLE_AFTER_MS ? 0 : crashes + 1
     const delayMs = crashes <= 1 ? 0 : Math.min(MAX_BACKOFF_MS, 250 * 2 ** (crashes - 2))
     log.error({ worker: worker.id, code, signal, delayMs }, 'worker died: replacing it')
-    setTimeout(fork, delayMs)
+    setTimeout(() => { fork(slot) }, delayMs)
   })
 
   const exitWhenAllGone = (): void => {
@@ -138,5 +145,8 @@ export async function runPrimary (config: Readonly<HostConfig>, log: FastifyBase
   // Host-wide rate-limit counters and admin answers gathered from every worker (lib/cluster-ipc.ts).
   servePrimaryOperations(rateLimitOperations())
 
-  for (let i = 0; i < config.workers; i++) fork()
+  // logrotate's postrotate signals the primary: each worker reopens its own file (docs/logging.md).
+  if (config.accessLogFile !== null) process.on('SIGHUP', () => { stopAll('SIGHUP') })
+
+  for (let slot = 1; slot <= config.workers; slot++) fork(slot)
 }

@@ -68,6 +68,7 @@ export function createForward (app: FastifyInstance): ForwardHandler {
     context.detail = err.message
   }
   const sendTimeoutMs = app.config.sendTimeoutMs
+  const tracing = app.tracing
   const serverTiming = app.config.serverTiming
 
   return async function forward (request, reply) {
@@ -86,6 +87,9 @@ export function createForward (app: FastifyInstance): ForwardHandler {
         return
       }
     }
+    // One traceparent per attempt, naming the attempt's client span (its value set below).
+    const trace = context.trace
+    const traceparentAt = trace === null ? -1 : upstreamRequest.headers.push('traceparent', '') - 1
     const timeoutMs = route.timeoutMs
     const idempotent = IDEMPOTENT.has(request.method)
     const upstreams = app.upstreams
@@ -103,6 +107,8 @@ export function createForward (app: FastifyInstance): ForwardHandler {
         return
       }
       context.target = target.url
+      const span = trace === null ? null : tracing.clientSpan(trace, request.method, target.url, tried?.size ?? 0)
+      if (span !== null) upstreamRequest.headers[traceparentAt] = span.traceparent
       const attemptBody = body === null ? null : new AttemptBody(body, bodyChunk)
       target.inFlight++
       const exchange = new UpstreamExchange(reply, {
@@ -116,7 +122,10 @@ export function createForward (app: FastifyInstance): ForwardHandler {
           context.detail = `upstream failed mid-response: ${(err as { code?: string }).code ?? err.message}`
         },
         completed,
-        settled () { target.inFlight-- },
+        settled () {
+          target.inFlight--
+          span?.end()
+        },
         cutOff,
         sendTimeoutMs
       })
@@ -132,7 +141,9 @@ export function createForward (app: FastifyInstance): ForwardHandler {
       let statusCode: number
       try {
         statusCode = await exchange.started
+        if (span !== null) span.status = statusCode
       } catch (err) {
+        if (span !== null) span.error = (err as { code?: string }).code ?? (err as Error).name
         if (serverTiming) upstreamAnswered(context, performance.now())
         if (err instanceof BodyTooLargeError) {
           upstreams.report(target, 'aborted')

@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net'
 import type { Route } from '../schemas/route.js'
 import type { RoutePipeline } from './pipeline.js'
+import type { TraceContext } from './trace-context.js'
 
 /** How a proxied request ended, as written to the audit log (docs/observability.md "Audit log"). */
 export type Outcome = 'proxied' | 'no_route' | 'blocked' | 'unauthorized' | 'rate_limited' | 'too_large' | 'upstream_error' | 'cached'
@@ -47,6 +48,8 @@ export interface GatewayContext {
   /** The client connection and its bytesWritten when the request arrived, to measure bytesOut. */
   socket: Socket
   socketBytesWrittenAtStart: number
+  /** W3C trace context (lib/trace-context.ts): the client's continued or a new one; null only where no request was parsed. */
+  trace: TraceContext | null
 }
 
 declare module 'fastify' {

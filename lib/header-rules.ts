@@ -20,7 +20,9 @@ const UNSAFE_VALUE = /[^\x20-\x7e\x80-\xff]/
 const PROTECTED = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'http2-settings',
   'host', 'content-length', 'expect', 'via', 'x-request-id', 'forwarded',
-  'x-real-ip', 'true-client-ip', 'cf-connecting-ip', 'x-client-ip', 'x-cluster-client-ip'
+  'x-real-ip', 'true-client-ip', 'cf-connecting-ip', 'x-client-ip', 'x-cluster-client-ip',
+  // The upstream gets exactly one, the gateway's (docs/logging.md "Tracing").
+  'traceparent'
 ])
 const PROTECTED_PREFIXES = ['proxy-', 'x-forwarded-', 'x-consumer-']
 

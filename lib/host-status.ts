@@ -4,7 +4,7 @@ import type { ProcessStatus, Status } from '../schemas/status.js'
 type Target = ProcessStatus['targets'][number]
 
 /** Fields that describe a process rather than count something: never summed. */
-const NOT_SUMMED = new Set(['version', 'instanceId', 'uptimeSeconds', 'routes', 'targets'])
+const NOT_SUMMED = new Set(['version', 'instanceId', 'uptimeSeconds', 'routes', 'targets', 'logSinks'])
 
 /**
  * The host's /admin/status with WORKERS > 1, from every worker's own status:

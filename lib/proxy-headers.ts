@@ -24,7 +24,9 @@ const REQUEST_ONLY_HOP = 'expect'
 const GATEWAY_OWNED = new Set([
   'host', 'x-request-id', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host',
   'x-consumer-id', 'x-consumer-name', 'via', 'forwarded',
-  'x-real-ip', 'true-client-ip', 'cf-connecting-ip', 'x-client-ip', 'x-cluster-client-ip'
+  'x-real-ip', 'true-client-ip', 'cf-connecting-ip', 'x-client-ip', 'x-cluster-client-ip',
+  // The upstream gets exactly one, the gateway's (lib/forward.ts, docs/logging.md "Tracing").
+  'traceparent'
 ])
 
 /** To the client: the gateway answers in HTTP/1.1. */

@@ -52,7 +52,8 @@ declare module 'fastify' {
 }
 
 const accessLogPlugin: FastifyPluginAsync = async (app) => {
-  const { metrics, audit, timeseries } = app
+  const { metrics, audit, timeseries, logShipping, tracing } = app
+  const exportSpans = tracing.exporter !== null
   // LOG_LEVEL is fixed for the process: below info, proxied requests skip building the line.
   const logRequests = ['trace', 'debug', 'info'].includes(app.log.level)
   const clock = new IsoClock()
@@ -63,7 +64,9 @@ const accessLogPlugin: FastifyPluginAsync = async (app) => {
       const path = request.url.split('?')[0]
       metrics.recordRequest(null, request.method, status, -1, 'blocked', 0, 0)
       timeseries.record(null, status, -1, 0, 0, 'blocked')
-      request.log.info({ route: null, method: request.method, path, status, outcome: 'blocked', detail }, 'request completed')
+      const fields = { route: null, method: request.method, path, status, outcome: 'blocked', detail }
+      request.log.info(fields, 'request completed')
+      if (logShipping.enabled) logShipping.access({ reqId: request.id, ...fields })
       audit.recordRequest(requestRow(request.id, unmapIPv4(request.ip), request.method, path, status, 'blocked', null, request.headers['user-agent'] ?? null, detail))
     },
     hijackedReplyCompleted (reply: FastifyReply) {
@@ -147,7 +150,26 @@ const accessLogPlugin: FastifyPluginAsync = async (app) => {
       const bytesOut = context.socket.bytesWritten - context.socketBytesWrittenAtStart
       metrics.recordRequest(routeName, request.method, status, durationMs, context.outcome, context.bytesIn, bytesOut)
       timeseries.record(context.route === null ? null : context.route.id, status, durationMs, context.bytesIn, bytesOut, context.outcome)
-      if (logRequests) request.log.info({ route: routeName, method: request.method, path: context.path, status, durationMs, outcome: context.outcome }, 'request completed')
+      const traceId = context.trace === null ? null : context.trace.traceId
+      if (logRequests || logShipping.enabled) {
+        const fields = {
+          route: routeName,
+          method: request.method,
+          path: context.path,
+          status,
+          durationMs,
+          outcome: context.outcome,
+          traceId,
+          consumer: context.consumer === null ? null : context.consumer.name,
+          bytesIn: context.bytesIn,
+          bytesOut
+        }
+        if (logRequests) request.log.info(fields, 'request completed')
+        if (logShipping.enabled) logShipping.access({ reqId: request.id, ...fields })
+      }
+      if (exportSpans && context.trace !== null) {
+        tracing.serverSpanEnded(context.trace, { method: request.method, route: routeName, path: context.path, status, outcome: context.outcome, target: context.target, startedAt: context.startedAt })
+      }
       audit.recordRequest({
         ts: clock.now(),
         event_type: 'request',
@@ -163,7 +185,8 @@ const accessLogPlugin: FastifyPluginAsync = async (app) => {
         bytes_in: context.bytesIn,
         bytes_out: bytesOut,
         user_agent: request.headers['user-agent'] ?? null,
-        detail: context.detail
+        detail: context.detail,
+        trace_id: traceId
       })
       return
     }
@@ -173,12 +196,16 @@ const accessLogPlugin: FastifyPluginAsync = async (app) => {
       const detail = `no route for method ${request.method}`
       metrics.recordRequest(null, request.method, status, durationMs, 'no_route', 0, 0)
       timeseries.record(null, status, durationMs, 0, 0, 'no_route')
-      request.log.info({ route: null, method: request.method, path, status, durationMs, outcome: 'no_route' }, 'request completed')
+      const fields = { route: null, method: request.method, path, status, durationMs, outcome: 'no_route' }
+      request.log.info(fields, 'request completed')
+      if (logShipping.enabled) logShipping.access({ reqId: request.id, ...fields })
       audit.recordRequest(requestRow(request.id, unmapIPv4(request.ip), request.method, path, status, 'no_route', durationMs, request.headers['user-agent'] ?? null, detail))
       return
     }
     // Reserved endpoints (/health, /admin/*, /metrics, /docs): logged, not counted as traffic.
-    request.log.info({ route: null, method: request.method, path, status, durationMs }, 'request completed')
+    const fields = { route: null, method: request.method, path, status, durationMs }
+    request.log.info(fields, 'request completed')
+    if (logShipping.enabled) logShipping.access({ reqId: request.id, ...fields })
   }
 
   function onClientError (err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: TrackedSocket): void {
@@ -198,7 +225,9 @@ const accessLogPlugin: FastifyPluginAsync = async (app) => {
     const requestId = clientErrorRequestId(err)
     metrics.recordRequest(null, method ?? 'OTHER', status, -1, outcome, 0, 0)
     timeseries.record(null, status, -1, 0, 0, outcome)
-    app.log.info({ reqId: requestId, route: null, method, path, status, outcome, detail }, 'request completed')
+    const fields = { reqId: requestId, route: null, method, path, status, outcome, detail }
+    app.log.info(fields, 'request completed')
+    if (logShipping.enabled) logShipping.access(fields)
     audit.recordRequest(requestRow(requestId, unmapIPv4(socket.remoteAddress ?? ''), method, path, status, outcome, null, null, detail))
   }
 
@@ -211,7 +240,9 @@ const accessLogPlugin: FastifyPluginAsync = async (app) => {
     const target = (req.url ?? '').slice(0, 2048)
     metrics.recordRequest(null, 'CONNECT', status, -1, outcome, 0, 0)
     timeseries.record(null, status, -1, 0, 0, outcome)
-    app.log.info({ reqId: requestId, route: null, method: 'CONNECT', path: target, status, outcome }, 'request completed')
+    const fields = { reqId: requestId, route: null, method: 'CONNECT', path: target, status, outcome }
+    app.log.info(fields, 'request completed')
+    if (logShipping.enabled) logShipping.access(fields)
     audit.recordRequest(requestRow(requestId, unmapIPv4(socket.remoteAddress ?? ''), 'CONNECT', target, status, outcome, null, req.headers['user-agent'] ?? null, message))
   }
 }
@@ -236,8 +267,9 @@ function requestRow (
     bytes_in: null,
     bytes_out: null,
     user_agent: userAgent,
-    detail
+    detail,
+    trace_id: null
   }
 }
 
-export default fp(accessLogPlugin, { name: 'access-log', dependencies: ['metrics', 'instances', 'audit', 'route-table'] })
+export default fp(accessLogPlugin, { name: 'access-log', dependencies: ['metrics', 'instances', 'audit', 'route-table', 'log-shipping', 'tracing'] })

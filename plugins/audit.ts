@@ -93,6 +93,8 @@ const auditPlugin: FastifyPluginAsync<AuditOptions> = async (app, options) => {
   const recordRequests = options.recordRequests ?? true
   const retentionMs = app.config.auditRetentionDays * 24 * 60 * 60 * 1000
   const writer = openAuditWriter(app.db, app.config.databaseUrl)
+  // Admin rows also go to LOG_SINKS (request rows are shipped as access-log lines: plugins/log-shipping.ts).
+  const shipAdminRow = app.hasDecorator('logShipping') ? app.logShipping.auditRow : () => {}
 
   // The queue is queue[head..]; rows stay in it until their batch has committed, so a failed
   // write needs no putting back, and queueDepth always counts the batch in flight.
@@ -188,7 +190,7 @@ const auditPlugin: FastifyPluginAsync<AuditOptions> = async (app, options) => {
   const audit: AuditLog = {
     recordRequest: recordRequests ? push : () => {},
     recordAdmin (request, change) {
-      push({
+      const row: NewAuditLogRow = {
         ts: new Date().toISOString(),
         event_type: 'admin',
         request_id: request.id,
@@ -212,8 +214,11 @@ const auditPlugin: FastifyPluginAsync<AuditOptions> = async (app, options) => {
           id: change.resourceId,
           before: redactSecrets(change.before) ?? null,
           after: redactSecrets(change.after) ?? null
-        })
-      })
+        }),
+        trace_id: null
+      }
+      push(row)
+      shipAdminRow(row)
     },
     flush,
     get queueDepth () { return depth() },

@@ -1,5 +1,6 @@
 import { isIP } from 'node:net'
 import { parseEnv } from 'node:util'
+import { parseSinkUrl } from '../lib/log-sinks/sink-url.js'
 
 /**
  * Every setting of the gateway, read once from the environment (README "Configuration").
@@ -37,6 +38,22 @@ export interface Config {
   sendTimeoutMs: number
   shutdownDelayMs: number
   shutdownGraceMs: number
+  /** The access log's file (docs/logging.md "Access-log file"); null: stdout only. */
+  accessLogFile: string | null
+  /** Rotate the file at this size; 0: never (an external logrotate with SIGHUP). */
+  accessLogRotateBytes: number
+  /** Rotated files kept. */
+  accessLogKeep: number
+  /** LOG_SINKS entries as given (validated by lib/log-sinks/sink-url.ts). */
+  logSinks: string[]
+  /** Lines each sink's queue holds at most. */
+  logSinkQueue: number
+  /** OTLP/HTTP base URL spans are exported to; null: trace context is propagated, nothing exported. */
+  otlpEndpoint: string | null
+  /** Probability a new trace (no valid client traceparent) is sampled. */
+  tracesSamplerRatio: number
+  /** OTEL_SERVICE_NAME: the exported spans' service.name. */
+  otelServiceName: string
   /** Server-Timing on every proxied answer (docs/transforms.md "Server-Timing"). */
   serverTiming: boolean
   /** Bound of the response cache's memory store, per process (docs/cache.md). */
@@ -102,6 +119,28 @@ export function loadConfig (env: Env): Readonly<Config> {
     throw new ConfigError('HEADERS_TIMEOUT_MS', `must not exceed REQUEST_TIMEOUT_MS (${requestTimeoutMs}), got ${headersTimeoutMs}`)
   }
 
+  const logSinks = (read('LOG_SINKS') ?? '').split(',').map((entry) => entry.trim()).filter(Boolean)
+  for (const sink of logSinks) {
+    try {
+      parseSinkUrl(sink)
+    } catch (err) {
+      throw new ConfigError('LOG_SINKS', (err as Error).message)
+    }
+  }
+  if (logSinks.some((sink) => sink.startsWith('s3:')) && read('ACCESS_LOG_FILE') === undefined) {
+    throw new ConfigError('LOG_SINKS', 'an s3:// sink uploads the rotated access-log files: ACCESS_LOG_FILE must be set')
+  }
+
+  const otlpEndpoint = read('OTEL_EXPORTER_OTLP_ENDPOINT') ?? null
+  if (otlpEndpoint !== null && !/^https?:\/\/[^\s/]+(\/\S*)?$/.test(otlpEndpoint)) {
+    throw new ConfigError('OTEL_EXPORTER_OTLP_ENDPOINT', `must be an http:// or https:// URL, got "${otlpEndpoint}"`)
+  }
+  const samplerArg = read('OTEL_TRACES_SAMPLER_ARG') ?? '1.0'
+  const tracesSamplerRatio = Number(samplerArg)
+  if (!/^\d+(\.\d+)?$/.test(samplerArg) || tracesSamplerRatio > 1) {
+    throw new ConfigError('OTEL_TRACES_SAMPLER_ARG', `must be a ratio between 0 and 1, got "${samplerArg}"`)
+  }
+
   return Object.freeze({
     port: integer('PORT', 8080, 0, 65535),
     host: read('HOST') ?? '0.0.0.0',
@@ -129,7 +168,15 @@ export function loadConfig (env: Env): Readonly<Config> {
     shutdownDelayMs: integer('SHUTDOWN_DELAY_MS', 0, 0),
     shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', 25_000, 0),
     serverTiming: boolean('SERVER_TIMING', true),
-    cacheMemoryBytes: integer('CACHE_MEMORY_BYTES', 67_108_864, 0)
+    cacheMemoryBytes: integer('CACHE_MEMORY_BYTES', 67_108_864, 0),
+    accessLogFile: read('ACCESS_LOG_FILE') ?? null,
+    accessLogRotateBytes: integer('ACCESS_LOG_ROTATE_BYTES', 104_857_600, 0),
+    accessLogKeep: integer('ACCESS_LOG_KEEP', 10, 1, 1000),
+    logSinks,
+    logSinkQueue: integer('LOG_SINK_QUEUE', 10_000, 1, 10_000_000),
+    otlpEndpoint,
+    tracesSamplerRatio,
+    otelServiceName: read('OTEL_SERVICE_NAME') ?? 'gatehouse'
   })
 }
 

@@ -91,11 +91,11 @@ interface Series {
   buckets: number[]
 }
 
-interface SampleValue { value: number, labels: Record<string, string | number>, metricName?: string }
+export interface SampleValue { value: number, labels: Record<string, string | number>, metricName?: string }
 interface CollectedMetric { name: string, help: string, type: string, values: SampleValue[], aggregator: string }
 
 /** A metric object prom-client's Registry accepts, computed at scrape time. */
-function collected (name: string, help: string, type: 'counter' | 'gauge' | 'histogram', values: () => SampleValue[]) {
+export function collected (name: string, help: string, type: 'counter' | 'gauge' | 'histogram', values: () => SampleValue[]) {
   return {
     name,
     help,

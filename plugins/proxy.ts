@@ -155,7 +155,9 @@ function startGatewayContext (request: FastifyRequest, reply: FastifyReply): Gat
     upstreamStartedAt: -1,
     upstreamMs: 0,
     socket,
-    socketBytesWrittenAtStart: socket.bytesWritten
+    socketBytesWrittenAtStart: socket.bytesWritten,
+    // Node joins a repeated traceparent into one "a, b" value, which is invalid: a new trace starts.
+    trace: request.server.tracing.start(request.raw.headers.traceparent as string | undefined)
   }
   request.gateway = context
   reply.header('x-request-id', request.id)

@@ -13,6 +13,7 @@ export interface AuditEntry {
   ts: string
   eventType: 'request' | 'admin'
   requestId: string | null
+  traceId: string | null
   clientIp: string | null
   method: string | null
   path: string | null
@@ -40,7 +41,7 @@ export interface AuditFilter {
   until?: string
 }
 
-/** SQLite caps bound parameters per statement (32766 since 3.32); 16 columns × 500 rows stays below. */
+/** SQLite caps bound parameters per statement (32766 since 3.32); 17 columns × 500 rows stays below. */
 const ROWS_PER_STATEMENT = 500
 
 /** One transaction for the whole batch: all rows are written, or none. */
@@ -230,6 +231,7 @@ function toEntry (row: AuditLogRow): AuditEntry {
     ts: row.ts,
     eventType: row.event_type as AuditEntry['eventType'],
     requestId: row.request_id,
+    traceId: row.trace_id ?? null,
     clientIp: row.client_ip,
     method: row.method,
     path: row.path,

@@ -67,6 +67,8 @@ export interface AuditLogTable {
   bytes_out: number | null
   user_agent: string | null
   detail: string | null
+  /** W3C trace id (32 hex) of a request row; null for admin rows. */
+  trace_id: string | null
 }
 export type AuditLogRow = Selectable<AuditLogTable>
 export type NewAuditLogRow = Insertable<AuditLogTable>

@@ -14,6 +14,7 @@ export const AuditEntrySchema = Type.Object({
   ts: Type.String({ format: 'date-time', description: 'when the request ended (UTC)' }),
   eventType: EventType,
   requestId: Nullable(Type.String()),
+  traceId: Nullable(Type.String({ description: 'W3C trace id (32 lowercase hex) of a request row: the client\'s traceparent continued, or the trace the gateway started; null for admin rows', examples: ['4bf92f3577b34da6a3ce929d0e0e4736'] })),
   clientIp: Nullable(Type.String()),
   method: Nullable(Type.String()),
   path: Nullable(Type.String({ description: 'normalised path, without the query string' })),

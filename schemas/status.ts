@@ -37,7 +37,15 @@ const ProcessStatusSchema = Type.Object({
     dropped: Type.Integer({ description: 'rows dropped since start because the queue was full' })
   }),
   redis: RedisStatusSchema,
-  cache: CacheStatusSchema
+  cache: CacheStatusSchema,
+  logSinks: Type.Array(Type.Object({
+    sink: Type.String({ description: 'the LOG_SINKS entry, any password replaced by ***', examples: ['loki+http://admin:***@loki:3100'] }),
+    queued: Type.Integer({ description: 'lines (s3: rotated files) waiting, the batch in flight included' }),
+    sent: Type.Integer(),
+    dropped: Type.Integer({ description: 'queue full, refused by the sink, retries over 60 s, or unsent at shutdown' }),
+    retries: Type.Integer({ description: 'batches sent again after a failure' }),
+    lastError: Type.Union([Type.String(), Type.Null()], { description: 'the last failure, kept after the sink recovers' })
+  }), { description: 'one entry per LOG_SINKS sink (docs/logging.md); with WORKERS > 1 the answering worker\'s, each worker\'s under workers' })
 })
 
 /** One worker's own numbers in a WORKERS > 1 answer: everything but version and targets. */

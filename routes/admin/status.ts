@@ -51,7 +51,8 @@ const statusAdmin: FastifyPluginAsyncTypebox = async (app) => {
       targets,
       audit: { queueDepth: app.audit.queueDepth, dropped: app.audit.dropped },
       redis: app.redis.status(),
-      cache: app.cache.status()
+      cache: app.cache.status(),
+      logSinks: app.logShipping.status()
     }
   }
 

@@ -28,7 +28,15 @@ t.test('defaults are the README Configuration table', async (t) => {
     shutdownDelayMs: 0,
     shutdownGraceMs: 25_000,
     serverTiming: true,
-    cacheMemoryBytes: 67_108_864
+    cacheMemoryBytes: 67_108_864,
+    accessLogFile: null,
+    accessLogRotateBytes: 104_857_600,
+    accessLogKeep: 10,
+    logSinks: [],
+    logSinkQueue: 10_000,
+    otlpEndpoint: null,
+    tracesSamplerRatio: 1,
+    otelServiceName: 'gatehouse'
   })
 })
 
@@ -73,7 +81,15 @@ t.test('every variable is read', async (t) => {
     SHUTDOWN_DELAY_MS: '5000',
     SHUTDOWN_GRACE_MS: '6000',
     SERVER_TIMING: 'false',
-    CACHE_MEMORY_BYTES: '1048576'
+    CACHE_MEMORY_BYTES: '1048576',
+    ACCESS_LOG_FILE: '/var/log/gatehouse/access.log',
+    ACCESS_LOG_ROTATE_BYTES: '0',
+    ACCESS_LOG_KEEP: '3',
+    LOG_SINKS: 'loki+http://loki:3100, s3://logs/gatehouse?endpoint=http://minio:9000&region=eu-west-1',
+    LOG_SINK_QUEUE: '500',
+    OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318',
+    OTEL_TRACES_SAMPLER_ARG: '0.25',
+    OTEL_SERVICE_NAME: 'edge'
   })
   t.same(config, {
     port: 9000,
@@ -101,7 +117,15 @@ t.test('every variable is read', async (t) => {
     shutdownDelayMs: 5000,
     shutdownGraceMs: 6000,
     serverTiming: false,
-    cacheMemoryBytes: 1_048_576
+    cacheMemoryBytes: 1_048_576,
+    accessLogFile: '/var/log/gatehouse/access.log',
+    accessLogRotateBytes: 0,
+    accessLogKeep: 3,
+    logSinks: ['loki+http://loki:3100', 's3://logs/gatehouse?endpoint=http://minio:9000&region=eu-west-1'],
+    logSinkQueue: 500,
+    otlpEndpoint: 'http://collector:4318',
+    tracesSamplerRatio: 0.25,
+    otelServiceName: 'edge'
   })
 })
 

@@ -77,7 +77,7 @@ t.test('hop-by-hop headers, headers named in Connection and underscore names are
   ].join('\r\n'))
   t.equal(response.statusCode, 200)
   const names = (seen?.rawHeaders ?? []).filter((_, i) => i % 2 === 0).map((name) => name.toLowerCase())
-  t.same(names, ['host', 'connection', 'x-kept', 'x-request-id', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-real-ip', 'via'])
+  t.same(names, ['host', 'connection', 'x-kept', 'x-request-id', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-real-ip', 'via', 'traceparent'])
   t.equal(seen?.headers.connection, 'keep-alive', 'the gateway keeps its own upstream connection alive')
   t.equal(seen?.headers['x-kept'], 'kept')
 })

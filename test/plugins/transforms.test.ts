@@ -270,7 +270,7 @@ t.test('a route with none of the fields: the answer\'s headers are the upstream\
   t.type(requestId, 'string')
   t.match(timing, serverTiming)
   t.equal(response.body, '{}')
-  t.same(Object.keys(upstream.requests[0].headers).sort(), ['accept-encoding', 'connection', 'host', 'via', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-real-ip', 'x-request-id'].sort())
+  t.same(Object.keys(upstream.requests[0].headers).sort(), ['accept-encoding', 'connection', 'host', 'traceparent', 'via', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-real-ip', 'x-request-id'].sort())
 })
 
 t.test('securityHeaders: the set, never over the upstream\'s own, HSTS only on HTTPS', async (t) => {

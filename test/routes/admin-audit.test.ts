@@ -24,7 +24,8 @@ function knownRows (): NewAuditLogRow[] {
       ts: at(i * 1000), event_type: 'request', request_id: `req-${i}`,
       client_ip: i < 60 ? '10.0.0.1' : i < 90 ? '10.0.0.2' : '10.0.0.3',
       method: 'GET', path: `/p/${i}`, route_id: kind === 1 ? null : i % 2 === 0 ? 'route-a' : 'route-b', consumer_id: null,
-      status, outcome, duration_ms: i + 1, bytes_in: i, bytes_out: 100 + i, user_agent: 'ua', detail: null
+      status, outcome, duration_ms: i + 1, bytes_in: i, bytes_out: 100 + i, user_agent: 'ua', detail: null,
+      trace_id: `${String(i).padStart(2, '0')}${'ab'.repeat(15)}`
     })
   }
   for (let i = 0; i < 3; i++) {
@@ -70,7 +71,8 @@ async function auditApiBehaves (t: Test, app: FastifyInstance): Promise<void> {
     t.same(all.items.find((item) => item.requestId === 'req-12'), {
       id: all.items.find((item) => item.requestId === 'req-12')?.id,
       ts: at(12_000), eventType: 'request', requestId: 'req-12', clientIp: '10.0.0.1', method: 'GET', path: '/p/12',
-      routeId: 'route-a', consumerId: null, status: 429, outcome: 'rate_limited', durationMs: 13, bytesIn: 12, bytesOut: 112, userAgent: 'ua', detail: null
+      routeId: 'route-a', consumerId: null, status: 429, outcome: 'rate_limited', durationMs: 13, bytesIn: 12, bytesOut: 112, userAgent: 'ua', detail: null,
+      traceId: `12${'ab'.repeat(15)}`
     })
     t.same(all.items[0].detail, { actor: 'admin-token', action: 'create', resource: 'route', id: 'route-a', before: null, after: { name: 'a' } }, 'admin detail is an object')
   })
