@@ -7,6 +7,8 @@ import accessLog from './plugins/access-log.js'
 import adminAuth from './plugins/admin-auth.js'
 import audit, { type AuditOptions } from './plugins/audit.js'
 import configChanges from './plugins/config-changes.js'
+import configFile, { type ConfigFileOptions } from './plugins/config-file.js'
+import configHistory from './plugins/config-history.js'
 import configSections from './plugins/config-sections.js'
 import connectionCap from './plugins/connection-cap.js'
 import db from './plugins/db.js'
@@ -56,6 +58,8 @@ export interface BuildOptions {
    * the bench's audit-off profile, which measures what auditing costs; not a setting for users.
    */
   auditRequests?: boolean
+  /** CONFIG_FILE handling (the cluster primary applies it once for the host). */
+  configFile?: ConfigFileOptions
   /** Audit queue tuning (batch size, queue bound, retention cadence); tests shrink them. */
   audit?: Omit<AuditOptions, 'recordRequests'>
 }
@@ -123,6 +127,8 @@ export async function buildApp (config: Readonly<Config>, options: BuildOptions 
   await app.register(connectionCap)
   await app.register(configChanges, { pollIntervalMs: options.configPollIntervalMs, snapshotFile: options.configSnapshotFile })
   await app.register(configSections)
+  // Every configuration change is a revision (docs/config-history.md), over the sections registered below.
+  await app.register(configHistory)
   await app.register(routeTable)
   // Traffic policy: filters for every request; each policy in policies/ adds its stage to the
   // pipeline of the routes that use it (lib/pipeline.ts orders them, whatever the order here).
@@ -141,6 +147,9 @@ export async function buildApp (config: Readonly<Config>, options: BuildOptions 
   await app.register(auth, options.auth ?? {})
   await app.register(adminAuth)
   await app.register(swagger, { version })
+
+  // CONFIG_FILE: after every plugin that adds a section of the configuration document.
+  await app.register(configFile, options.configFile ?? {})
 
   // Reserved endpoints (README "Reserved endpoints").
   await app.register(health)

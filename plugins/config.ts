@@ -37,6 +37,12 @@ export interface Config {
   sendTimeoutMs: number
   shutdownDelayMs: number
   shutdownGraceMs: number
+  /** SECRET_KEY: encrypts secrets kept at rest (lib/secret-box.ts); null: kept as the database keeps them. */
+  secretKey: string | null
+  /** CONFIG_REVISIONS_KEEP: how many configuration revisions are kept (docs/config-history.md). */
+  configRevisionsKeep: number
+  /** CONFIG_FILE: a YAML or JSON configuration document applied at start, on SIGHUP and on POST /admin/reload. */
+  configFile: string | null
 }
 
 export class ConfigError extends Error {
@@ -91,6 +97,16 @@ export function loadConfig (env: Env): Readonly<Config> {
     throw new ConfigError('HEADERS_TIMEOUT_MS', `must not exceed REQUEST_TIMEOUT_MS (${requestTimeoutMs}), got ${headersTimeoutMs}`)
   }
 
+  const secretKey = read('SECRET_KEY') ?? null
+  if (secretKey !== null && secretKey.length < 16) {
+    throw new ConfigError('SECRET_KEY', 'must be at least 16 characters')
+  }
+
+  const configFile = read('CONFIG_FILE') ?? null
+  if (configFile !== null && !/\.(ya?ml|json)$/i.test(configFile)) {
+    throw new ConfigError('CONFIG_FILE', `must name a .yaml, .yml or .json file, got "${configFile}"`)
+  }
+
   return Object.freeze({
     port: integer('PORT', 8080, 0, 65535),
     host: read('HOST') ?? '0.0.0.0',
@@ -116,7 +132,10 @@ export function loadConfig (env: Env): Readonly<Config> {
     // Node's timers take at most 2^31-1 ms.
     sendTimeoutMs: integer('SEND_TIMEOUT_MS', 60_000, 1, 2_147_483_647),
     shutdownDelayMs: integer('SHUTDOWN_DELAY_MS', 0, 0),
-    shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', 25_000, 0)
+    shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', 25_000, 0),
+    secretKey,
+    configRevisionsKeep: integer('CONFIG_REVISIONS_KEEP', 1000, 1, 1_000_000),
+    configFile
   })
 }
 
