@@ -53,8 +53,16 @@ const configFilePlugin: FastifyPluginAsync<ConfigFileOptions> = async (app, opti
   app.decorate('configFile', { path, apply } satisfies ConfigFile)
 
   if (path !== null && (options.applyAtStart ?? !cluster.isWorker)) {
-    app.addHook('onReady', async () => { await apply(null) })
+    app.addHook('onReady', async () => {
+      // Started without its database (docs/faults.md "Starting without the database"): there is
+      // nothing to apply the file to yet; SIGHUP or POST /admin/reload applies it later.
+      if (!app.configChanges.loaded) {
+        app.log.warn({ configFile: path }, 'CONFIG_FILE not applied at start: the database is unreachable; send SIGHUP or POST /admin/reload once it answers')
+        return
+      }
+      await apply(null)
+    })
   }
 }
 
-export default fp(configFilePlugin, { name: 'config-file', dependencies: ['config-sections', 'config-history'] })
+export default fp(configFilePlugin, { name: 'config-file', dependencies: ['config-changes', 'config-sections', 'config-history'] })
