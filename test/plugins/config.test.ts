@@ -26,7 +26,10 @@ t.test('defaults are the README Configuration table', async (t) => {
     maxConnections: 10_000,
     sendTimeoutMs: 60_000,
     shutdownDelayMs: 0,
-    shutdownGraceMs: 25_000
+    shutdownGraceMs: 25_000,
+    secretKey: null,
+    configRevisionsKeep: 1000,
+    configFile: null
   })
 })
 
@@ -63,7 +66,10 @@ t.test('every variable is read', async (t) => {
     MAX_CONNECTIONS: '20',
     SEND_TIMEOUT_MS: '4500',
     SHUTDOWN_DELAY_MS: '5000',
-    SHUTDOWN_GRACE_MS: '6000'
+    SHUTDOWN_GRACE_MS: '6000',
+    SECRET_KEY: 'a-secret-key-of-enough-length',
+    CONFIG_REVISIONS_KEEP: '50',
+    CONFIG_FILE: './gatehouse.yaml'
   })
   t.same(config, {
     port: 9000,
@@ -89,7 +95,10 @@ t.test('every variable is read', async (t) => {
     maxConnections: 20,
     sendTimeoutMs: 4500,
     shutdownDelayMs: 5000,
-    shutdownGraceMs: 6000
+    shutdownGraceMs: 6000,
+    secretKey: 'a-secret-key-of-enough-length',
+    configRevisionsKeep: 50,
+    configFile: './gatehouse.yaml'
   })
 })
 
@@ -185,4 +194,11 @@ t.test('.env.example and the README list every variable, and .env.example shows 
     t.match(readme, new RegExp('`' + name + '`'), `README has ${name}`)
   }
   t.same(loadConfig(envFileAdditions(example, {})), loadConfig({}), 'the values in .env.example are the defaults')
+})
+
+t.test('SECRET_KEY, CONFIG_REVISIONS_KEEP and CONFIG_FILE are checked', async (t) => {
+  t.throws(() => loadConfig({ SECRET_KEY: 'short' }), new ConfigError('SECRET_KEY', 'must be at least 16 characters'))
+  t.throws(() => loadConfig({ CONFIG_REVISIONS_KEEP: '0' }), new ConfigError('CONFIG_REVISIONS_KEEP', 'must be between 1 and 1000000, got 0'))
+  t.throws(() => loadConfig({ CONFIG_FILE: './gatehouse.toml' }), new ConfigError('CONFIG_FILE', 'must name a .yaml, .yml or .json file, got "./gatehouse.toml"'))
+  t.equal(loadConfig({ CONFIG_FILE: 'conf/gh.YML' }).configFile, 'conf/gh.YML')
 })
