@@ -20,6 +20,8 @@ export type { RevisionRecord, RevisionSource } from '../repositories/config-revi
 export interface ChangeBaseline {
   state: ConfigState
   blobIds: Map<string, string>
+  /** false before the first revision: the baseline was exported, its blobs are stored nowhere yet. */
+  stored: boolean
 }
 
 /**
@@ -32,8 +34,11 @@ export interface ChangeBaseline {
  */
 export interface ConfigHistory {
   begin: (trx: Transaction<Database>) => Promise<ChangeBaseline>
-  /** After the change's writes, in its transaction: the new revision, or null when nothing changed. */
-  record: (trx: Transaction<Database>, baseline: ChangeBaseline, source: RevisionSource, actor: string) => Promise<RevisionRecord | null>
+  /**
+   * After the change's writes, in its transaction: the new revision, or null when nothing changed.
+   * `touched`: the only sections the change can have changed (an entity endpoint knows); default all.
+   */
+  record: (trx: Transaction<Database>, baseline: ChangeBaseline, source: RevisionSource, actor: string, touched?: readonly string[]) => Promise<RevisionRecord | null>
   /** The newest revision's number, 0 before the first. */
   latest: (db?: Kysely<Database> | Transaction<Database>) => Promise<number>
   list: (page: { limit: number, offset: number }) => Promise<{ items: RevisionRecord[], total: number }>
@@ -69,11 +74,12 @@ const configHistoryPlugin: FastifyPluginAsync = async (app) => {
     if (cache.size > CACHED_BLOBS) cache.delete(cache.keys().next().value as string)
   }
 
-  async function exportState (db: Kysely<Database> | Transaction<Database>): Promise<{ state: ConfigState, secrets: Record<string, SectionSecrets>, blobIds: Map<string, string> }> {
+  async function exportState (db: Kysely<Database> | Transaction<Database>, only?: ReadonlySet<string>): Promise<{ state: ConfigState, secrets: Record<string, SectionSecrets>, blobIds: Map<string, string> }> {
     const state: ConfigState = {}
     const secrets: Record<string, SectionSecrets> = {}
     const blobIds = new Map<string, string>()
     for (const section of sections()) {
+      if (only !== undefined && !only.has(section.name)) continue
       const items = await section.exportItems(db)
       const sectionSecrets = section.exportSecrets === undefined ? {} : await section.exportSecrets(db)
       const fingerprints: Record<string, string> = {}
@@ -107,16 +113,25 @@ const configHistoryPlugin: FastifyPluginAsync = async (app) => {
       const latest = await latestRevisionNumber(trx)
       if (latest === 0) {
         const { state, blobIds } = await exportState(trx)
-        return { state, blobIds }
+        return { state, blobIds, stored: false }
       }
       const blobIds = await revisionBlobIds(trx, latest)
-      return { state: await loadBlobs(trx, blobIds), blobIds }
+      return { state: await loadBlobs(trx, blobIds), blobIds, stored: true }
     },
 
-    async record (trx, baseline, source, actor) {
-      const { state, secrets, blobIds } = await exportState(trx)
+    async record (trx, baseline, source, actor, touched) {
+      // Sections the change cannot have touched are the baseline's: with 10,000 consumers, a
+      // route change does not export them all again.
+      const only = touched === undefined || !baseline.stored || !sections().every((section) => baseline.blobIds.has(section.name) && baseline.state[section.name] !== undefined)
+        ? undefined
+        : new Set(touched)
+      const exported = await exportState(trx, only)
+      const state: ConfigState = { ...(only === undefined ? {} : baseline.state), ...exported.state }
+      const blobIds = new Map(only === undefined ? exported.blobIds : [...baseline.blobIds].map(([name, id]) => [name, exported.blobIds.get(name) ?? id]))
+      const secrets = exported.secrets
       if (sameBlobs(blobIds, baseline.blobIds)) return null
-      const { summary } = diffConfig(sections(), baseline.state, state)
+      const changed = sections().filter((section) => blobIds.get(section.name) !== baseline.blobIds.get(section.name))
+      const { summary } = diffConfig(changed, baseline.state, state)
       const revision = await latestRevisionNumber(trx) + 1
       const existing = await existingBlobIds(trx, [...blobIds.values()])
       const newBlobs: RevisionBlob[] = []
@@ -181,6 +196,8 @@ export interface ChangeOptions {
   source?: RevisionSource
   /** If-Match and the like: checked inside the transaction, once no other change can run (docs/config-history.md "ETag and If-Match"). */
   precondition?: (trx: Transaction<Database>) => Promise<void>
+  /** The only configuration sections the write can change ("routes" …); default: all. */
+  sections?: readonly string[]
 }
 
 /**
@@ -206,7 +223,7 @@ export async function applyConfigChangeWithRevision<T> (
       if (options.precondition !== undefined) await options.precondition(trx)
       const baseline = await app.configHistory.begin(trx)
       const result = await write(trx)
-      const revision = await app.configHistory.record(trx, baseline, options.source ?? 'admin-api', request === null ? 'system' : 'admin-token')
+      const revision = await app.configHistory.record(trx, baseline, options.source ?? 'admin-api', request === null ? 'system' : 'admin-token', options.sections)
       return { result, revision }
     })
   } catch (err) {
