@@ -136,22 +136,23 @@ const consumersAdmin: FastifyPluginAsyncTypebox = async (app) => {
 
   app.get('/:id/keys/:keyId', {
     schema: { tags, security, summary: 'Get one API key (no secret)', params: KeyParamsSchema, response: { 200: ApiKeySchema, 401: ErrorSchema, 404: ErrorSchema } }
-  }, async (request) => {
+  }, async (request, reply) => {
     const consumer = await load(request.params.id)
     const key = await findApiKey(app.db, consumer.id, request.params.keyId)
     if (key === undefined) throw new GatewayError(404, 'GW_NOT_FOUND', `key ${request.params.keyId} not found`)
-    return key
+    return reply.header('etag', entityEtag(key)).send(key)
   })
 
   app.delete('/:id/keys/:keyId', {
-    schema: { tags, security, summary: 'Revoke an API key (stops working at once)', params: KeyParamsSchema, response: { 204: Type.Null(), 401: ErrorSchema, 404: ErrorSchema } }
+    schema: { tags, security, summary: 'Revoke an API key (stops working at once)', params: KeyParamsSchema, response: { 204: Type.Null(), 401: ErrorSchema, 404: ErrorSchema, 412: ErrorSchema } }
   }, async (request, reply) => {
     const consumer = await load(request.params.id)
     const key = await findApiKey(app.db, consumer.id, request.params.keyId)
     const keyNotFound = new GatewayError(404, 'GW_NOT_FOUND', `key ${request.params.keyId} not found`)
     if (key === undefined) throw keyNotFound
     await applyConfigChange(app, request, { action: 'delete', resource: 'api-key', resourceId: key.id, before: key, after: null },
-      async (trx) => { if (!await deleteApiKey(trx, consumer.id, key.id)) throw keyNotFound })
+      async (trx) => { if (!await deleteApiKey(trx, consumer.id, key.id)) throw keyNotFound },
+      { precondition: ifMatchEntity(request, `key ${key.id}`, async (trx) => findApiKey(trx, consumer.id, key.id)) })
     return reply.code(204).send(null)
   })
 
@@ -159,7 +160,7 @@ const consumersAdmin: FastifyPluginAsyncTypebox = async (app) => {
 
   app.put('/:id/basic', {
     schema: { tags, security, summary: 'Set the basic username and password (stored as scrypt)', params: IdParamsSchema, body: BasicInputSchema, response: { 200: BasicCredentialSchema, ...errors } }
-  }, async (request) => {
+  }, async (request, reply) => {
     const consumer = await load(request.params.id)
     const { username, password } = request.body
     if (await basicUsernameTaken(app.db, username, consumer.id)) throw new GatewayError(409, 'GW_CONFLICT', `username "${username}" is already taken`)
@@ -168,28 +169,30 @@ const consumersAdmin: FastifyPluginAsyncTypebox = async (app) => {
     const now = new Date().toISOString()
     const after = { consumerId: consumer.id, username, createdAt: before?.createdAt ?? now, updatedAt: now }
     await applyConfigChange(app, request, { action: before === null ? 'create' : 'replace', resource: 'basic-credential', resourceId: consumer.id, before, after },
-      (trx) => upsertBasicCredential(trx, { ...after, passwordHash }))
-    return after
+      (trx) => upsertBasicCredential(trx, { ...after, passwordHash }),
+      { precondition: ifMatchEntity(request, `basic credentials of ${consumer.name}`, async (trx) => findBasicCredential(trx, consumer.id)) })
+    return reply.header('etag', entityEtag(after)).send(after)
   })
 
   app.get('/:id/basic', {
     schema: { tags, security, summary: 'Get the basic username (never the password)', params: IdParamsSchema, response: { 200: BasicCredentialSchema, 401: ErrorSchema, 404: ErrorSchema } }
-  }, async (request) => {
+  }, async (request, reply) => {
     const consumer = await load(request.params.id)
     const basic = await findBasicCredential(app.db, consumer.id)
     if (basic === undefined) throw new GatewayError(404, 'GW_NOT_FOUND', `consumer ${request.params.id} has no basic credentials`)
-    return basic
+    return reply.header('etag', entityEtag(basic)).send(basic)
   })
 
   app.delete('/:id/basic', {
-    schema: { tags, security, summary: 'Remove the basic credentials', params: IdParamsSchema, response: { 204: Type.Null(), 401: ErrorSchema, 404: ErrorSchema } }
+    schema: { tags, security, summary: 'Remove the basic credentials', params: IdParamsSchema, response: { 204: Type.Null(), 401: ErrorSchema, 404: ErrorSchema, 412: ErrorSchema } }
   }, async (request, reply) => {
     const consumer = await load(request.params.id)
     const before = await findBasicCredential(app.db, consumer.id)
     const missing = new GatewayError(404, 'GW_NOT_FOUND', `consumer ${request.params.id} has no basic credentials`)
     if (before === undefined) throw missing
     await applyConfigChange(app, request, { action: 'delete', resource: 'basic-credential', resourceId: consumer.id, before, after: null },
-      async (trx) => { if (!await deleteBasicCredential(trx, consumer.id)) throw missing })
+      async (trx) => { if (!await deleteBasicCredential(trx, consumer.id)) throw missing },
+      { precondition: ifMatchEntity(request, `basic credentials of ${consumer.name}`, async (trx) => findBasicCredential(trx, consumer.id)) })
     return reply.code(204).send(null)
   })
 }

@@ -254,6 +254,18 @@ onBothDatabases('ETag and If-Match on routes, consumers, filters and the whole c
   t.equal((await admin('PUT', '/admin/consumers/alice', { name: 'alice' }, { 'if-match': consumerTag })).statusCode, 412)
   t.equal((await admin('DELETE', '/admin/consumers/alice', undefined, { 'if-match': consumerTag })).statusCode, 412)
 
+  const bob = (await admin('POST', '/admin/consumers', { name: 'bob' })).json()
+  const key = (await admin('POST', '/admin/consumers/bob/keys')).json()
+  const keyTag = (await admin('GET', `/admin/consumers/bob/keys/${key.id}`)).headers.etag as string
+  t.match(keyTag, /^"[A-Za-z0-9_-]{27}"$/, 'an API key has an ETag')
+  t.equal((await admin('DELETE', `/admin/consumers/bob/keys/${key.id}`, undefined, { 'if-match': '"other"' })).statusCode, 412)
+  t.equal((await admin('DELETE', `/admin/consumers/${bob.id}/keys/${key.id}`, undefined, { 'if-match': keyTag })).statusCode, 204)
+  const setBasic = await admin('PUT', '/admin/consumers/bob/basic', { username: 'bob', password: 'first password' })
+  const basicTag = (await admin('GET', '/admin/consumers/bob/basic')).headers.etag as string
+  t.equal(setBasic.headers.etag, basicTag)
+  t.equal((await admin('PUT', '/admin/consumers/bob/basic', { username: 'bob', password: 'second password' }, { 'if-match': basicTag })).statusCode, 200)
+  t.equal((await admin('DELETE', '/admin/consumers/bob/basic', undefined, { 'if-match': basicTag })).statusCode, 412, 'basic credentials changed since')
+
   const filter = (await admin('POST', '/admin/filters', { action: 'deny', ip: '192.0.2.1' })).json()
   const filterTag = (await admin('GET', `/admin/filters/${filter.id}`)).headers.etag as string
   t.equal((await admin('DELETE', `/admin/filters/${filter.id}`, undefined, { 'if-match': '"other"' })).statusCode, 412)
