@@ -7,6 +7,8 @@ import accessLog from './plugins/access-log.js'
 import adminAuth from './plugins/admin-auth.js'
 import audit, { type AuditOptions } from './plugins/audit.js'
 import configChanges from './plugins/config-changes.js'
+import configFile, { type ConfigFileOptions } from './plugins/config-file.js'
+import configHistory from './plugins/config-history.js'
 import configSections from './plugins/config-sections.js'
 import dashboard from './plugins/dashboard.js'
 import connectionCap from './plugins/connection-cap.js'
@@ -63,6 +65,8 @@ export interface BuildOptions {
    * the bench's audit-off profile, which measures what auditing costs; not a setting for users.
    */
   auditRequests?: boolean
+  /** CONFIG_FILE handling (the cluster primary applies it once for the host). */
+  configFile?: ConfigFileOptions
   /** Audit queue tuning (batch size, queue bound, retention cadence); tests shrink them. */
   audit?: Omit<AuditOptions, 'recordRequests'>
   /** Log sink batch timing (wait, retry window); tests shorten them. */
@@ -140,6 +144,8 @@ export async function buildApp (config: Readonly<Config>, options: BuildOptions 
   await app.register(connectionCap)
   await app.register(configChanges, { pollIntervalMs: options.configPollIntervalMs, snapshotFile: options.configSnapshotFile })
   await app.register(configSections)
+  // Every configuration change is a revision (docs/config-history.md), over the sections registered below.
+  await app.register(configHistory)
   await app.register(routeTable)
   // This process's identity, heartbeat row and traffic buckets (GET /admin/instances, the dashboard).
   await app.register(instances, options.instances ?? {})
@@ -164,6 +170,9 @@ export async function buildApp (config: Readonly<Config>, options: BuildOptions 
   await app.register(auth, options.auth ?? {})
   await app.register(adminAuth)
   await app.register(swagger, { version })
+
+  // CONFIG_FILE: after every plugin that adds a section of the configuration document.
+  await app.register(configFile, options.configFile ?? {})
 
   // Reserved endpoints (README "Reserved endpoints").
   await app.register(health)

@@ -17,7 +17,7 @@ const NOT_SUMMED = new Set(['version', 'instanceId', 'uptimeSeconds', 'routes', 
  *   ejectedUntil the latest, activeHealthy false when any worker's check says so;
  * - workers lists each worker's own numbers, unresponsiveWorkers those that did not answer.
  */
-export function hostStatus (own: ProcessStatus, gathered: Gathered<ProcessStatus>, hostInstanceId: string): Status {
+export function hostStatus (own: ProcessStatus, gathered: Gathered<ProcessStatus>, hostInstanceId: string): Omit<Status, 'configRevision'> {
   const statuses = gathered.answers.map((answer) => answer.value)
   const host: Record<string, unknown> = {
     ...own,

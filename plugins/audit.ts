@@ -22,7 +22,8 @@ export interface AuditLog {
    */
   recordRequest: (row: NewAuditLogRow) => void
   /** One row per admin change. Values of secret-looking fields in before/after are redacted here too. */
-  recordAdmin: (request: FastifyRequest, change: AdminChange) => void
+  /** null request: a change the gateway made itself (CONFIG_FILE at start or on SIGHUP), actor "system". */
+  recordAdmin: (request: FastifyRequest | null, change: AdminChange) => void
   /** Write everything queued now (retrying while the database is busy). */
   flush: () => Promise<void>
   /** Rows waiting to be written, the batch being written included. */
@@ -193,10 +194,10 @@ const auditPlugin: FastifyPluginAsync<AuditOptions> = async (app, options) => {
       const row: NewAuditLogRow = {
         ts: new Date().toISOString(),
         event_type: 'admin',
-        request_id: request.id,
-        client_ip: request.ip,
-        method: request.method,
-        path: request.url.split('?')[0],
+        request_id: request?.id ?? null,
+        client_ip: request?.ip ?? null,
+        method: request?.method ?? null,
+        path: request?.url.split('?')[0] ?? null,
         route_id: change.resource === 'route' ? change.resourceId : null,
         consumer_id: change.resource === 'consumer' ? change.resourceId : null,
         // Admin changes are recorded before the answer is sent; a change that failed is not recorded.
@@ -205,10 +206,10 @@ const auditPlugin: FastifyPluginAsync<AuditOptions> = async (app, options) => {
         duration_ms: null,
         bytes_in: null,
         bytes_out: null,
-        user_agent: request.headers['user-agent'] ?? null,
+        user_agent: request?.headers['user-agent'] ?? null,
         detail: JSON.stringify({
           // One shared ADMIN_TOKEN: the actor is its holder; clientIp and userAgent say from where.
-          actor: 'admin-token',
+          actor: request === null ? 'system' : 'admin-token',
           action: change.action,
           resource: change.resource,
           id: change.resourceId,

@@ -58,6 +58,12 @@ export interface Config {
   serverTiming: boolean
   /** Bound of the response cache's memory store, per process (docs/cache.md). */
   cacheMemoryBytes: number
+  /** SECRET_KEY: encrypts secrets kept at rest (lib/secret-box.ts); null: kept as the database keeps them. */
+  secretKey: string | null
+  /** CONFIG_REVISIONS_KEEP: how many configuration revisions are kept (docs/config-history.md). */
+  configRevisionsKeep: number
+  /** CONFIG_FILE: a YAML or JSON configuration document applied at start, on SIGHUP and on POST /admin/reload. */
+  configFile: string | null
 }
 
 export class ConfigError extends Error {
@@ -141,6 +147,16 @@ export function loadConfig (env: Env): Readonly<Config> {
     throw new ConfigError('OTEL_TRACES_SAMPLER_ARG', `must be a ratio between 0 and 1, got "${samplerArg}"`)
   }
 
+  const secretKey = read('SECRET_KEY') ?? null
+  if (secretKey !== null && secretKey.length < 16) {
+    throw new ConfigError('SECRET_KEY', 'must be at least 16 characters')
+  }
+
+  const configFile = read('CONFIG_FILE') ?? null
+  if (configFile !== null && !/\.(ya?ml|json)$/i.test(configFile)) {
+    throw new ConfigError('CONFIG_FILE', `must name a .yaml, .yml or .json file, got "${configFile}"`)
+  }
+
   return Object.freeze({
     port: integer('PORT', 8080, 0, 65535),
     host: read('HOST') ?? '0.0.0.0',
@@ -176,7 +192,10 @@ export function loadConfig (env: Env): Readonly<Config> {
     logSinkQueue: integer('LOG_SINK_QUEUE', 10_000, 1, 10_000_000),
     otlpEndpoint,
     tracesSamplerRatio,
-    otelServiceName: read('OTEL_SERVICE_NAME') ?? 'gatehouse'
+    otelServiceName: read('OTEL_SERVICE_NAME') ?? 'gatehouse',
+    secretKey,
+    configRevisionsKeep: integer('CONFIG_REVISIONS_KEEP', 1000, 1, 1_000_000),
+    configFile
   })
 }
 

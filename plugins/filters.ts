@@ -87,7 +87,10 @@ const filtersPlugin: FastifyPluginAsync = async (app) => {
 
   app.configSections.add<FilterConfigItem>({
     name: 'filters',
+    kind: 'filter',
     itemSchema: FilterConfigItemSchema,
+    // A filter has no name: its rule is what a diff pairs ("deny 10.0.0.0/8 /api").
+    identify: (item) => `${item.action} ${item.ip ?? 'any-ip'} ${item.path ?? 'any-path'}`,
     exportItems: async (db) => (await listAllFilters(db)).map((filter) => ({ ...filter })),
     problem (items) {
       const ids = new Set<string>()

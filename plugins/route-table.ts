@@ -2,6 +2,7 @@ import fp from 'fastify-plugin'
 import type { FastifyPluginAsync } from 'fastify'
 import type { Kysely } from 'kysely'
 import { type CompileStage, compilePipeline, type RoutePipeline, type StageName } from '../lib/pipeline.js'
+import { routesSection } from '../lib/route-config-section.js'
 import { RouteMatcher } from '../lib/route-matcher.js'
 import type { Database } from '../repositories/database.js'
 import { listAllRoutes } from '../repositories/routes.js'
@@ -112,7 +113,9 @@ const routeTablePlugin: FastifyPluginAsync<RouteTableOptions> = async (app, opti
   }
   app.decorate('routeTable', table)
   // The snapshot saves what was swapped in last (a reload dropped as out of date saves that).
+  // The "routes" part of /admin/config and of every revision, registered beside the table it fills.
+  app.configSections.add(routesSection(app.config))
   await app.configChanges.track('routes', async () => { await table.reload(); return routes }, (saved: readonly Route[]) => { install(saved) })
 }
 
-export default fp(routeTablePlugin, { name: 'route-table', dependencies: ['db', 'config-changes'] })
+export default fp(routeTablePlugin, { name: 'route-table', dependencies: ['db', 'config-changes', 'config-sections'] })

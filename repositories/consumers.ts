@@ -164,3 +164,39 @@ export async function listCredentialReferences (db: Executor): Promise<{ keys: A
   ])
   return { keys: keys.map(rowToApiKey), basic: basic.map(rowToBasic) }
 }
+
+/** One consumer's credentials with their hashes: what a configuration revision keeps for a rollback. */
+export interface ConsumerCredentialSecrets {
+  keys: Array<{ id: string, consumerId: string, prefix: string, keyHash: string, createdAt: string }>
+  basic: { consumerId: string, username: string, passwordHash: string, createdAt: string, updatedAt: string } | null
+}
+
+export async function listCredentialSecrets (db: Executor): Promise<{ keys: ConsumerCredentialSecrets['keys'], basic: Array<NonNullable<ConsumerCredentialSecrets['basic']>> }> {
+  const [keys, basic] = await Promise.all([
+    db.selectFrom('api_keys').selectAll().orderBy('created_at').orderBy('id').execute(),
+    db.selectFrom('basic_credentials').selectAll().execute()
+  ])
+  return {
+    keys: keys.map((row) => ({ id: row.id, consumerId: row.consumer_id, prefix: row.prefix, keyHash: row.key_hash, createdAt: row.created_at })),
+    basic: basic.map((row) => ({ consumerId: row.consumer_id, username: row.username, passwordHash: row.password_hash, createdAt: row.created_at, updatedAt: row.updated_at }))
+  }
+}
+
+/** Every credential replaced by these (a rollback); run inside a transaction. */
+export async function replaceAllCredentials (db: Executor, credentials: ConsumerCredentialSecrets[]): Promise<void> {
+  await db.deleteFrom('api_keys').execute()
+  await db.deleteFrom('basic_credentials').execute()
+  const keys = credentials.flatMap((entry) => entry.keys)
+  // Chunks keep each statement under SQLite's and PostgreSQL's bound-parameter limits.
+  for (let i = 0; i < keys.length; i += 500) {
+    await db.insertInto('api_keys').values(keys.slice(i, i + 500).map((key) => ({
+      id: key.id, consumer_id: key.consumerId, key_hash: key.keyHash, prefix: key.prefix, created_at: key.createdAt
+    }))).execute()
+  }
+  const basic = credentials.flatMap((entry) => entry.basic === null ? [] : [entry.basic])
+  for (let i = 0; i < basic.length; i += 500) {
+    await db.insertInto('basic_credentials').values(basic.slice(i, i + 500).map((entry) => ({
+      consumer_id: entry.consumerId, username: entry.username, password_hash: entry.passwordHash, created_at: entry.createdAt, updated_at: entry.updatedAt
+    }))).execute()
+  }
+}

@@ -16,6 +16,9 @@ export interface Database {
   filters: FiltersTable
   instances: InstancesTable
   cache_purges: CachePurgesTable
+  config_revisions: ConfigRevisionsTable
+  config_revision_blobs: ConfigRevisionBlobsTable
+  config_revision_sections: ConfigRevisionSectionsTable
 }
 
 export interface CachePurgesTable {
@@ -132,3 +135,29 @@ export interface InstancesTable {
 }
 export type InstanceRow = Selectable<InstancesTable>
 export type NewInstanceRow = Insertable<InstancesTable>
+export interface ConfigRevisionsTable {
+  revision: number
+  ts: string
+  /** Who made the change: "admin-token" today (per-user tokens later), "system" for the CONFIG_FILE at start or on SIGHUP. */
+  actor: string
+  /** "admin-api" | "config-import" | "rollback" | "config-file" */
+  source: string
+  /** JSON {created, updated, deleted}. */
+  summary: string
+}
+
+export interface ConfigRevisionBlobsTable {
+  /** SHA-256 (HMAC with SECRET_KEY when set) of the section's content: equal content, one blob. */
+  id: string
+  section: string
+  /** gzip+base64 of JSON {items, fingerprints}: the section as GET /admin/config shows it. */
+  document: string
+  /** What a rollback needs beyond the document (hashes, keys): sealed with SECRET_KEY ("v1.…") or "gz.<gzip+base64>". */
+  secrets: string
+}
+
+export interface ConfigRevisionSectionsTable {
+  revision: number
+  section: string
+  blob_id: string
+}

@@ -62,6 +62,7 @@ const WorkerStatusSchema = Type.Object({
  */
 export const StatusSchema = Type.Object({
   ...ProcessStatusSchema.properties,
+  configRevision: Type.Integer({ description: 'the newest configuration revision in the database (docs/config-history.md); 0 before the first change' }),
   workers: Type.Optional(Type.Array(WorkerStatusSchema, { description: 'WORKERS > 1 only: each worker that answered, by workerId' })),
   unresponsiveWorkers: Type.Optional(Type.Array(Type.Object({ workerId: Type.Integer(), pid: Type.Integer() }), {
     description: 'WORKERS > 1 only: workers that did not answer within 1 s; the totals leave them out'

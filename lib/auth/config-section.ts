@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import type { ConfigSection } from '../config-section.js'
 import {
-  deleteConsumer, insertConsumer, listAllConsumers, listCredentialReferences, updateConsumer
+  type ConsumerCredentialSecrets, deleteConsumer, insertConsumer, listAllConsumers, listCredentialReferences,
+  listCredentialSecrets, replaceAllCredentials, updateConsumer
 } from '../../repositories/consumers.js'
 import { type ConsumerDocument, ConsumerDocumentSchema, type ConsumerRateLimit } from '../../schemas/consumer.js'
 
@@ -20,7 +21,43 @@ function normalizeRateLimit (rateLimit: ConsumerDocument['rateLimit'] | undefine
  */
 export const consumersConfigSection: ConfigSection<ConsumerDocument> = {
   name: 'consumers',
+  kind: 'consumer',
   itemSchema: ConsumerDocumentSchema,
+  identify: (item) => item.name,
+
+  // Each consumer's key hashes and basic password hash, by consumer name: what a rollback puts back.
+  async exportSecrets (db) {
+    const [consumers, secrets] = await Promise.all([listAllConsumers(db), listCredentialSecrets(db)])
+    const byId = new Map(consumers.map((consumer) => [consumer.id, { keys: [] as ConsumerCredentialSecrets['keys'], basic: null as ConsumerCredentialSecrets['basic'] }]))
+    for (const key of secrets.keys) byId.get(key.consumerId)?.keys.push(key)
+    for (const basic of secrets.basic) {
+      const entry = byId.get(basic.consumerId)
+      if (entry !== undefined) entry.basic = basic
+    }
+    const result: Record<string, ConsumerCredentialSecrets> = {}
+    for (const consumer of consumers) {
+      const entry = byId.get(consumer.id)
+      if (entry !== undefined && (entry.keys.length > 0 || entry.basic !== null)) result[consumer.name] = entry
+    }
+    return result
+  },
+
+  // The consumers as the revision had them, then exactly its credentials: keys made since are
+  // revoked, keys and passwords it had work again.
+  async restore (trx, items, secrets) {
+    await consumersConfigSection.replaceAll(trx, items)
+    const idByName = new Map((await listAllConsumers(trx)).map((consumer) => [consumer.name, consumer.id]))
+    const credentials: ConsumerCredentialSecrets[] = []
+    for (const [name, entry] of Object.entries(secrets as Record<string, ConsumerCredentialSecrets>)) {
+      const consumerId = idByName.get(name)
+      if (consumerId === undefined) continue
+      credentials.push({
+        keys: entry.keys.map((key) => ({ ...key, consumerId })),
+        basic: entry.basic === null ? null : { ...entry.basic, consumerId }
+      })
+    }
+    await replaceAllCredentials(trx, credentials)
+  },
 
   async exportItems (db) {
     const [consumers, references] = await Promise.all([listAllConsumers(db), listCredentialReferences(db)])

@@ -1,37 +1,33 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { Transaction } from 'kysely'
 import type { AdminChange } from '../../plugins/audit.js'
+import { applyConfigChangeWithRevision, type ChangeOptions } from '../../plugins/config-history.js'
 import type { Database } from '../../repositories/database.js'
-import { GatewayError } from '../../lib/errors.js'
+
+export { applyConfigChangeWithRevision, isUniqueViolation } from '../../plugins/config-history.js'
 
 /**
- * The one way the admin API changes configuration: the write and the config_version bump
- * commit together, the running gateway reloads before the response is sent, the change is
- * audited, and other instances see the new version on their next poll (docs/architecture.md "One admin change").
+ * The configuration section each entity endpoint's changes stay within: its revision re-reads
+ * only that section (plugins/config-history.ts). A resource not listed here (a later feature's)
+ * re-reads them all, which is always right, only slower.
  */
+const SECTION_OF: Readonly<Record<string, string>> = {
+  route: 'routes',
+  filter: 'filters',
+  consumer: 'consumers',
+  'api-key': 'consumers',
+  'basic-credential': 'consumers'
+}
+
+/** applyConfigChangeWithRevision (plugins/config-history.ts) for an admin call that answers with what it wrote. */
 export async function applyConfigChange<T> (
   app: FastifyInstance,
   request: FastifyRequest,
   change: AdminChange | ((result: T) => AdminChange),
-  write: (trx: Transaction<Database>) => Promise<T>
+  write: (trx: Transaction<Database>) => Promise<T>,
+  options: ChangeOptions = {}
 ): Promise<T> {
-  let result: T
-  try {
-    result = await app.db.transaction().execute(async (trx) => {
-      const written = await write(trx)
-      await app.configChanges.bump(trx)
-      return written
-    })
-  } catch (err) {
-    if (isUniqueViolation(err)) throw new GatewayError(409, 'GW_CONFLICT', 'name already taken')
-    throw err
-  }
-  await app.configChanges.refresh()
-  app.audit.recordAdmin(request, typeof change === 'function' ? change(result) : change)
-  return result
-}
-
-export function isUniqueViolation (err: unknown): boolean {
-  const { code, message } = err as { code?: string, message?: string }
-  return code === '23505' || code === 'SQLITE_CONSTRAINT_UNIQUE' || (message ?? '').includes('UNIQUE constraint failed')
+  const resource = typeof change === 'function' ? undefined : SECTION_OF[change.resource]
+  const sections = options.sections ?? (resource === undefined ? undefined : [resource])
+  return (await applyConfigChangeWithRevision(app, request, change, write, { ...options, sections })).result
 }

@@ -1,9 +1,12 @@
 import { randomUUID } from 'node:crypto'
 import { Type } from '@sinclair/typebox'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import type { FastifyRequest } from 'fastify'
 import { generateApiKey } from '../../lib/auth/api-key.js'
 import { hashPassword } from '../../lib/auth/password.js'
 import { applyConfigChange } from './apply-change.js'
+import { ifMatchEntity } from './preconditions.js'
+import { entityEtag } from '../../lib/etag.js'
 import { GatewayError } from '../../lib/errors.js'
 import {
   basicUsernameTaken, consumerNameTaken, deleteApiKey, deleteBasicCredential, deleteConsumer, findApiKey,
@@ -18,7 +21,7 @@ import {
 
 const tags = ['consumers']
 const security = [{ bearerAuth: [] }]
-const errors = { 400: ErrorSchema, 401: ErrorSchema, 404: ErrorSchema, 409: ErrorSchema }
+const errors = { 400: ErrorSchema, 401: ErrorSchema, 404: ErrorSchema, 409: ErrorSchema, 412: ErrorSchema }
 
 /**
  * /admin/consumers — docs/auth.md "Consumers". Every change goes
@@ -28,6 +31,9 @@ const errors = { 400: ErrorSchema, 401: ErrorSchema, 404: ErrorSchema, 409: Erro
  */
 const consumersAdmin: FastifyPluginAsyncTypebox = async (app) => {
   const notFound = (id: string): GatewayError => new GatewayError(404, 'GW_NOT_FOUND', `consumer ${id} not found`)
+  // If-Match (docs/config-history.md "ETag and If-Match"): the consumer as GET answers it, read inside the change.
+  const unchanged = (request: FastifyRequest, before: Consumer) =>
+    ({ precondition: ifMatchEntity(request, `consumer ${before.name}`, async (trx) => findConsumer(trx, before.id)) })
 
   async function load (id: string): Promise<Consumer> {
     const consumer = await findConsumer(app.db, id)
@@ -61,41 +67,44 @@ const consumersAdmin: FastifyPluginAsyncTypebox = async (app) => {
     await ensureNameFree(consumer.name)
     await applyConfigChange(app, request, { action: 'create', resource: 'consumer', resourceId: consumer.id, before: null, after: consumer },
       (trx) => insertConsumer(trx, consumer))
-    return reply.code(201).header('location', `/admin/consumers/${consumer.id}`).send(consumer)
+    return reply.code(201).header('location', `/admin/consumers/${consumer.id}`).header('etag', entityEtag(consumer)).send(consumer)
   })
 
   app.get('/:id', {
     schema: { tags, security, summary: 'Get a consumer by id or name', params: IdParamsSchema, response: { 200: ConsumerSchema, 401: ErrorSchema, 404: ErrorSchema } }
-  }, async (request) => load(request.params.id))
+  }, async (request, reply) => {
+    const consumer = await load(request.params.id)
+    return reply.header('etag', entityEtag(consumer)).send(consumer)
+  })
 
   app.put('/:id', {
     schema: { tags, security, summary: 'Replace a consumer (its credentials stay)', params: IdParamsSchema, body: ConsumerInputSchema, response: { 200: ConsumerSchema, ...errors } }
-  }, async (request) => {
+  }, async (request, reply) => {
     const before = await load(request.params.id)
     const after = build(request.body, before)
     await ensureNameFree(after.name, before.id)
     await applyConfigChange(app, request, { action: 'replace', resource: 'consumer', resourceId: before.id, before, after },
-      (trx) => updateConsumer(trx, after))
-    return after
+      (trx) => updateConsumer(trx, after), unchanged(request, before))
+    return reply.header('etag', entityEtag(after)).send(after)
   })
 
   app.patch('/:id', {
     schema: { tags, security, summary: 'Merge fields into a consumer', params: IdParamsSchema, body: ConsumerPatchSchema, response: { 200: ConsumerSchema, ...errors } }
-  }, async (request) => {
+  }, async (request, reply) => {
     const before = await load(request.params.id)
     const after = build({ name: before.name, rateLimit: before.rateLimit, ...request.body }, before)
     await ensureNameFree(after.name, before.id)
     await applyConfigChange(app, request, { action: 'update', resource: 'consumer', resourceId: before.id, before, after },
-      (trx) => updateConsumer(trx, after))
-    return after
+      (trx) => updateConsumer(trx, after), unchanged(request, before))
+    return reply.header('etag', entityEtag(after)).send(after)
   })
 
   app.delete('/:id', {
-    schema: { tags, security, summary: 'Delete a consumer and every credential it has', params: IdParamsSchema, response: { 204: Type.Null(), 401: ErrorSchema, 404: ErrorSchema } }
+    schema: { tags, security, summary: 'Delete a consumer and every credential it has', params: IdParamsSchema, response: { 204: Type.Null(), 401: ErrorSchema, 404: ErrorSchema, 412: ErrorSchema } }
   }, async (request, reply) => {
     const before = await load(request.params.id)
     await applyConfigChange(app, request, { action: 'delete', resource: 'consumer', resourceId: before.id, before, after: null },
-      async (trx) => { if (!await deleteConsumer(trx, before.id)) throw notFound(request.params.id) })
+      async (trx) => { if (!await deleteConsumer(trx, before.id)) throw notFound(request.params.id) }, unchanged(request, before))
     return reply.code(204).send(null)
   })
 
@@ -127,22 +136,23 @@ const consumersAdmin: FastifyPluginAsyncTypebox = async (app) => {
 
   app.get('/:id/keys/:keyId', {
     schema: { tags, security, summary: 'Get one API key (no secret)', params: KeyParamsSchema, response: { 200: ApiKeySchema, 401: ErrorSchema, 404: ErrorSchema } }
-  }, async (request) => {
+  }, async (request, reply) => {
     const consumer = await load(request.params.id)
     const key = await findApiKey(app.db, consumer.id, request.params.keyId)
     if (key === undefined) throw new GatewayError(404, 'GW_NOT_FOUND', `key ${request.params.keyId} not found`)
-    return key
+    return reply.header('etag', entityEtag(key)).send(key)
   })
 
   app.delete('/:id/keys/:keyId', {
-    schema: { tags, security, summary: 'Revoke an API key (stops working at once)', params: KeyParamsSchema, response: { 204: Type.Null(), 401: ErrorSchema, 404: ErrorSchema } }
+    schema: { tags, security, summary: 'Revoke an API key (stops working at once)', params: KeyParamsSchema, response: { 204: Type.Null(), 401: ErrorSchema, 404: ErrorSchema, 412: ErrorSchema } }
   }, async (request, reply) => {
     const consumer = await load(request.params.id)
     const key = await findApiKey(app.db, consumer.id, request.params.keyId)
     const keyNotFound = new GatewayError(404, 'GW_NOT_FOUND', `key ${request.params.keyId} not found`)
     if (key === undefined) throw keyNotFound
     await applyConfigChange(app, request, { action: 'delete', resource: 'api-key', resourceId: key.id, before: key, after: null },
-      async (trx) => { if (!await deleteApiKey(trx, consumer.id, key.id)) throw keyNotFound })
+      async (trx) => { if (!await deleteApiKey(trx, consumer.id, key.id)) throw keyNotFound },
+      { precondition: ifMatchEntity(request, `key ${key.id}`, async (trx) => findApiKey(trx, consumer.id, key.id)) })
     return reply.code(204).send(null)
   })
 
@@ -150,7 +160,7 @@ const consumersAdmin: FastifyPluginAsyncTypebox = async (app) => {
 
   app.put('/:id/basic', {
     schema: { tags, security, summary: 'Set the basic username and password (stored as scrypt)', params: IdParamsSchema, body: BasicInputSchema, response: { 200: BasicCredentialSchema, ...errors } }
-  }, async (request) => {
+  }, async (request, reply) => {
     const consumer = await load(request.params.id)
     const { username, password } = request.body
     if (await basicUsernameTaken(app.db, username, consumer.id)) throw new GatewayError(409, 'GW_CONFLICT', `username "${username}" is already taken`)
@@ -159,28 +169,30 @@ const consumersAdmin: FastifyPluginAsyncTypebox = async (app) => {
     const now = new Date().toISOString()
     const after = { consumerId: consumer.id, username, createdAt: before?.createdAt ?? now, updatedAt: now }
     await applyConfigChange(app, request, { action: before === null ? 'create' : 'replace', resource: 'basic-credential', resourceId: consumer.id, before, after },
-      (trx) => upsertBasicCredential(trx, { ...after, passwordHash }))
-    return after
+      (trx) => upsertBasicCredential(trx, { ...after, passwordHash }),
+      { precondition: ifMatchEntity(request, `basic credentials of ${consumer.name}`, async (trx) => findBasicCredential(trx, consumer.id)) })
+    return reply.header('etag', entityEtag(after)).send(after)
   })
 
   app.get('/:id/basic', {
     schema: { tags, security, summary: 'Get the basic username (never the password)', params: IdParamsSchema, response: { 200: BasicCredentialSchema, 401: ErrorSchema, 404: ErrorSchema } }
-  }, async (request) => {
+  }, async (request, reply) => {
     const consumer = await load(request.params.id)
     const basic = await findBasicCredential(app.db, consumer.id)
     if (basic === undefined) throw new GatewayError(404, 'GW_NOT_FOUND', `consumer ${request.params.id} has no basic credentials`)
-    return basic
+    return reply.header('etag', entityEtag(basic)).send(basic)
   })
 
   app.delete('/:id/basic', {
-    schema: { tags, security, summary: 'Remove the basic credentials', params: IdParamsSchema, response: { 204: Type.Null(), 401: ErrorSchema, 404: ErrorSchema } }
+    schema: { tags, security, summary: 'Remove the basic credentials', params: IdParamsSchema, response: { 204: Type.Null(), 401: ErrorSchema, 404: ErrorSchema, 412: ErrorSchema } }
   }, async (request, reply) => {
     const consumer = await load(request.params.id)
     const before = await findBasicCredential(app.db, consumer.id)
     const missing = new GatewayError(404, 'GW_NOT_FOUND', `consumer ${request.params.id} has no basic credentials`)
     if (before === undefined) throw missing
     await applyConfigChange(app, request, { action: 'delete', resource: 'basic-credential', resourceId: consumer.id, before, after: null },
-      async (trx) => { if (!await deleteBasicCredential(trx, consumer.id)) throw missing })
+      async (trx) => { if (!await deleteBasicCredential(trx, consumer.id)) throw missing },
+      { precondition: ifMatchEntity(request, `basic credentials of ${consumer.name}`, async (trx) => findBasicCredential(trx, consumer.id)) })
     return reply.code(204).send(null)
   })
 }

@@ -7,6 +7,7 @@ import { sendContinue } from '../../lib/expect-continue.js'
 import { checkBody } from '../../schemas/defaults.js'
 import auditAdmin from './audit.js'
 import cacheAdmin from './cache.js'
+import configHistoryAdmin from './config-history.js'
 import consumersAdmin from './consumers.js'
 import filtersAdmin from './filters.js'
 import instancesAdmin from './instances.js'
@@ -49,6 +50,7 @@ export default async function admin (app: FastifyInstance): Promise<void> {
   await app.register(filtersAdmin, { prefix: '/filters' })
   await app.register(rateLimitsAdmin, { prefix: '/rate-limits' })
   await app.register(systemAdmin)
+  await app.register(configHistoryAdmin, { prefix: '/config' })
   await app.register(auditAdmin, { prefix: '/audit' })
   await app.register(statusAdmin)
   await app.register(instancesAdmin)

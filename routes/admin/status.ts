@@ -74,11 +74,12 @@ const statusAdmin: FastifyPluginAsyncTypebox = async (app) => {
       response: { 200: StatusSchema, 401: ErrorSchema, 503: ErrorSchema }
     }
   }, async () => {
-    if (!clustered) return localStatus()
+    const configRevision = await app.configHistory.latest()
+    if (!clustered) return { ...localStatus(), configRevision }
     const gathered = await primaryLink().gather<ProcessStatus>('status', GATHER_TIMEOUT_MS).catch((err: Error) => {
       throw new GatewayError(503, 'GW_CLUSTER_UNAVAILABLE', `cannot gather the workers' status: ${err.message}`, { 'retry-after': '1' })
     })
-    return hostStatus(localStatus(), gathered, `${hostname()}-${process.ppid}`)
+    return { ...hostStatus(localStatus(), gathered, `${hostname()}-${process.ppid}`), configRevision }
   })
 }
 

@@ -1,59 +1,41 @@
-import { Type, type TObject, type TSchema } from '@sinclair/typebox'
+import { Type } from '@sinclair/typebox'
+import type { Transaction } from 'kysely'
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
-import type { Kysely } from 'kysely'
-import { applyConfigChange } from './apply-change.js'
-import { GatewayError } from '../../lib/errors.js'
-import type { Database } from '../../repositories/database.js'
+import { applyConfigChangeWithRevision } from './apply-change.js'
+import { preconditionFailed } from './preconditions.js'
+import { configEtag, ifMatchPasses } from '../../lib/etag.js'
 import { ErrorSchema } from '../../schemas/common.js'
-import { checkValue } from '../../schemas/defaults.js'
+import { ConfigDiffSchema } from '../../schemas/config-history.js'
+import type { ConfigDocument } from '../../plugins/config-sections.js'
+import type { Database } from '../../repositories/database.js'
 
 const security = [{ bearerAuth: [] }]
 
-export type ConfigDocument = Record<string, unknown[]>
+/** Thrown inside a dry run's transaction so that it rolls back. */
+class DryRunDone extends Error {}
 
 /**
- * POST /admin/reload, GET and PUT /admin/config (docs/admin-api.md "Reload", "Whole configuration").
- * The document has one array per section of app.configSections (routes, filters, consumers).
+ * POST /admin/reload, GET and PUT /admin/config (docs/admin-api.md "Reload", "Whole configuration";
+ * docs/config-history.md for ETag/If-Match and dryRun). The document has one array per section of
+ * app.configSections, all registered by the plugins before this one.
  */
 const systemAdmin: FastifyPluginAsyncTypebox = async (app) => {
-  // Sections are added by plugins that may be registered after this one, so the document's
-  // schema is completed once everything is loaded (onReady): the body is checked against it in
-  // the handler, and /docs/json, generated on first request, shows it whole.
-  const documentSchema: TObject = Type.Object({}, {
-    additionalProperties: true,
-    description: 'One array per section: routes, filters, consumers (no secrets). PUT replaces the whole state.'
-  })
-  let completed = false
-  function completeDocumentSchema (): TObject {
-    if (!completed) {
-      const properties: Record<string, TSchema> = {}
-      // A section left out is an empty one: "what it omits is deleted" (docs/admin-api.md).
-      for (const section of app.configSections.all) properties[section.name] = Type.Optional(Type.Array(section.itemSchema))
-      Object.assign(documentSchema, Type.Object(properties, { additionalProperties: false }), { description: documentSchema.description })
-      completed = true
-    }
-    return documentSchema
-  }
-  app.addHook('onReady', async () => { completeDocumentSchema() })
-
-  async function exportDocument (db: Kysely<Database>): Promise<ConfigDocument> {
-    const document: ConfigDocument = {}
-    for (const section of app.configSections.all) document[section.name] = await section.exportItems(db)
-    return document
-  }
+  const documentSchema = app.configSections.documentSchema()
 
   app.post('/reload', {
     schema: {
       tags: ['system'],
       security,
-      summary: 'Reread routes from the database',
-      description: '`routes` is the number of stored routes now loaded, `version` the configuration version.',
-      response: { 200: Type.Object({ routes: Type.Integer(), version: Type.Integer() }), 401: ErrorSchema }
+      summary: 'Reread routes from the database (and apply CONFIG_FILE when set)',
+      description: '`routes` is the number of stored routes now loaded, `version` the configuration version, `configRevision` the newest configuration revision. ' +
+        'With CONFIG_FILE set, the file is read and applied first (source config-file); an invalid file is refused with 400 and the running configuration stays.',
+      response: { 200: Type.Object({ routes: Type.Integer(), version: Type.Integer(), configRevision: Type.Integer() }), 400: ErrorSchema, 401: ErrorSchema, 409: ErrorSchema }
     }
   }, async (request) => {
+    if (app.configFile.path !== null) await app.configFile.apply(request)
     await app.configChanges.refresh()
     await app.routeTable.reload()
-    const result = { routes: app.routeTable.routes.length, version: app.configChanges.version }
+    const result = { routes: app.routeTable.routes.length, version: app.configChanges.version, configRevision: await app.configHistory.latest() }
     app.audit.recordAdmin(request, { action: 'reload', resource: 'routes', resourceId: null, before: null, after: result })
     return result
   })
@@ -63,36 +45,62 @@ const systemAdmin: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['system'],
       security,
       summary: 'Every route, filter and consumer as one document',
+      description: 'Answered with an ETag naming the configuration revision; send it back in If-Match on PUT.',
       response: { 200: documentSchema, 401: ErrorSchema }
     }
-  }, async () => exportDocument(app.db))
+  }, async (_request, reply) => {
+    // The revision is read first: a change landing in between makes the tag older than the
+    // document, so a PUT based on it is refused (412) rather than accepted on stale ground.
+    const revision = await app.configHistory.latest()
+    const document = await app.configSections.exportDocument(app.db)
+    return reply.header('etag', configEtag(revision)).send(document)
+  })
 
   app.put('/config', {
     schema: {
       tags: ['system'],
       security,
-      summary: 'Replace the whole configuration, all-or-nothing',
-      description: 'Validated whole first; then every section is replaced in one transaction. What the document omits is deleted; consumers that stay (matched by name) keep their credentials.',
+      summary: 'Replace the whole configuration, all-or-nothing (or preview it with dryRun=true)',
+      description: 'Validated whole first; then every section is replaced in one transaction, recorded as one revision (source config-import). ' +
+        'What the document omits is deleted; consumers that stay (matched by name) keep their credentials. ' +
+        'If-Match: the ETag of GET /admin/config; 412 when the configuration changed since. ' +
+        '`dryRun=true`: answers the diff it would apply (with the ETag it was computed against) and changes nothing.',
+      querystring: Type.Object({ dryRun: Type.Optional(Type.Boolean({ default: false, description: 'true: answer the diff, change nothing' })) }, { additionalProperties: false }),
       body: documentSchema,
-      response: { 200: documentSchema, 400: ErrorSchema, 401: ErrorSchema, 409: ErrorSchema }
+      response: { 200: Type.Union([ConfigDiffSchema, documentSchema]), 400: ErrorSchema, 401: ErrorSchema, 409: ErrorSchema, 412: ErrorSchema }
     }
-  }, async (request) => {
-    const checked = checkValue(completeDocumentSchema(), request.body, 'body')
-    if (!checked.ok) throw new GatewayError(400, 'GW_VALIDATION', checked.message)
-    const sections = app.configSections.all
-    const given = checked.value as Partial<ConfigDocument>
-    const document: ConfigDocument = Object.fromEntries(sections.map((section) => [section.name, given[section.name] ?? []]))
-    for (const section of sections) {
-      const problem = section.problem(document[section.name])
-      if (problem !== null) throw new GatewayError(400, 'GW_VALIDATION', `body/${problem}`)
+  }, async (request, reply) => {
+    const document = app.configSections.check(request.body, 'body')
+    const ifMatch = request.headers['if-match']
+    // Inside the transaction: with SQLite, a query on app.db would wait for the connection the transaction holds.
+    const checkIfMatch = async (trx: Transaction<Database>): Promise<number> => {
+      const revision = await app.configHistory.latest(trx)
+      if (!ifMatchPasses(ifMatch, configEtag(revision))) throw preconditionFailed('the configuration', configEtag(revision))
+      return revision
     }
-    const before = await exportDocument(app.db)
-    return applyConfigChange(app, request,
+
+    if (request.query.dryRun === true) {
+      let answer: { diff: ReturnType<typeof app.configHistory.diff>, revision: number } | null = null
+      await app.db.transaction().execute(async (trx) => {
+        const revision = await checkIfMatch(trx)
+        const before = await app.configHistory.currentState(trx)
+        await app.configSections.replace(trx, document)
+        answer = { diff: app.configHistory.diff(before, await app.configHistory.currentState(trx)), revision }
+        throw new DryRunDone()
+      }).catch((err: unknown) => { if (!(err instanceof DryRunDone)) throw err })
+      const { diff, revision } = answer as unknown as { diff: ReturnType<typeof app.configHistory.diff>, revision: number }
+      return reply.header('etag', configEtag(revision)).serializer(JSON.stringify).send(diff)
+    }
+
+    const before = await app.configSections.exportDocument(app.db)
+    const { result, revision } = await applyConfigChangeWithRevision(app, request,
       (after: ConfigDocument) => ({ action: 'import', resource: 'config', resourceId: null, before, after }),
       async (trx) => {
-        for (const section of sections) await section.replaceAll(trx, document[section.name])
-        return exportDocument(trx)
-      })
+        await app.configSections.replace(trx, document)
+        return app.configSections.exportDocument(trx)
+      },
+      { source: 'config-import', precondition: async (trx) => { await checkIfMatch(trx) } })
+    return reply.header('etag', configEtag(revision?.revision ?? await app.configHistory.latest())).serializer(JSON.stringify).send(result)
   })
 }
 

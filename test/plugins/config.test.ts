@@ -36,7 +36,10 @@ t.test('defaults are the README Configuration table', async (t) => {
     logSinkQueue: 10_000,
     otlpEndpoint: null,
     tracesSamplerRatio: 1,
-    otelServiceName: 'gatehouse'
+    otelServiceName: 'gatehouse',
+    secretKey: null,
+    configRevisionsKeep: 1000,
+    configFile: null
   })
 })
 
@@ -89,7 +92,10 @@ t.test('every variable is read', async (t) => {
     LOG_SINK_QUEUE: '500',
     OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318',
     OTEL_TRACES_SAMPLER_ARG: '0.25',
-    OTEL_SERVICE_NAME: 'edge'
+    OTEL_SERVICE_NAME: 'edge',
+    SECRET_KEY: 'a-secret-key-of-enough-length',
+    CONFIG_REVISIONS_KEEP: '50',
+    CONFIG_FILE: './gatehouse.yaml'
   })
   t.same(config, {
     port: 9000,
@@ -125,7 +131,10 @@ t.test('every variable is read', async (t) => {
     logSinkQueue: 500,
     otlpEndpoint: 'http://collector:4318',
     tracesSamplerRatio: 0.25,
-    otelServiceName: 'edge'
+    otelServiceName: 'edge',
+    secretKey: 'a-secret-key-of-enough-length',
+    configRevisionsKeep: 50,
+    configFile: './gatehouse.yaml'
   })
 })
 
@@ -222,4 +231,11 @@ t.test('.env.example and the README list every variable, and .env.example shows 
     t.match(readme, new RegExp('`' + name + '`'), `README has ${name}`)
   }
   t.same(loadConfig(envFileAdditions(example, {})), loadConfig({}), 'the values in .env.example are the defaults')
+})
+
+t.test('SECRET_KEY, CONFIG_REVISIONS_KEEP and CONFIG_FILE are checked', async (t) => {
+  t.throws(() => loadConfig({ SECRET_KEY: 'short' }), new ConfigError('SECRET_KEY', 'must be at least 16 characters'))
+  t.throws(() => loadConfig({ CONFIG_REVISIONS_KEEP: '0' }), new ConfigError('CONFIG_REVISIONS_KEEP', 'must be between 1 and 1000000, got 0'))
+  t.throws(() => loadConfig({ CONFIG_FILE: './gatehouse.toml' }), new ConfigError('CONFIG_FILE', 'must name a .yaml, .yml or .json file, got "./gatehouse.toml"'))
+  t.equal(loadConfig({ CONFIG_FILE: 'conf/gh.YML' }).configFile, 'conf/gh.YML')
 })

@@ -27,7 +27,7 @@ async function checkLists (t: Test, databaseUrl?: string): Promise<void> {
   }
 
   const lists = await listEndpoints(url)
-  t.same(lists, ['/admin/audit/logs', '/admin/consumers', '/admin/consumers/alice/keys', '/admin/filters', '/admin/routes'], 'every list endpoint')
+  t.same(lists, ['/admin/audit/logs', '/admin/config/revisions', '/admin/consumers', '/admin/consumers/alice/keys', '/admin/filters', '/admin/routes'], 'every list endpoint')
   for (const list of lists) {
     for (const offset of ['9223372036854775807', String(MAX_OFFSET + 1), '1e300']) {
       const tooDeep = await httpRequest(`${url}${list}?offset=${offset}`, { headers: adminHeaders })
@@ -37,7 +37,8 @@ async function checkLists (t: Test, databaseUrl?: string): Promise<void> {
     const deepest = await httpRequest(`${url}${list}?offset=${MAX_OFFSET}&limit=1000`, { headers: adminHeaders })
     t.equal(deepest.statusCode, 200, `${list}: the deepest offset is an empty page`)
     t.same(deepest.json().items, [])
-    t.equal(deepest.json().total, list === '/admin/audit/logs' ? 4 : 1, `${list}: total still counts everything`)
+    // Four admin changes: four audit rows and four configuration revisions.
+    t.equal(deepest.json().total, ['/admin/audit/logs', '/admin/config/revisions'].includes(list) ? 4 : 1, `${list}: total still counts everything`)
     const first = await httpRequest(`${url}${list}?limit=1`, { headers: adminHeaders })
     t.equal(first.json().items.length, 1, `${list}: limit applies`)
     const unknown = await httpRequest(`${url}${list}?sort=name`, { headers: adminHeaders })
