@@ -43,6 +43,10 @@ export interface AccessLog {
   routerRefused: (request: FastifyRequest, reply: FastifyReply, detail: string) => void
   /** A proxied answer streamed through a hijacked reply (no onResponse hook then) reached the client whole. */
   hijackedReplyCompleted: (reply: FastifyReply) => void
+  /** A WebSocket tunnel opened on this reply: its connection closing later is the tunnel's end, not an aborted request. */
+  tunnelOpened: (reply: FastifyReply) => void
+  /** The tunnel closed: its one audit row (status 101, bytes both ways, duration). */
+  tunnelClosed: (reply: FastifyReply) => void
 }
 
 declare module 'fastify' {
@@ -67,6 +71,12 @@ const accessLogPlugin: FastifyPluginAsync = async (app) => {
     },
     hijackedReplyCompleted (reply: FastifyReply) {
       if (untrack(reply.request.raw.socket as TrackedSocket, reply)) finish(reply.request, reply, reply.raw.statusCode)
+    },
+    tunnelOpened (reply: FastifyReply) {
+      untrack(reply.request.raw.socket as TrackedSocket, reply)
+    },
+    tunnelClosed (reply: FastifyReply) {
+      finish(reply.request, reply, 101)
     }
   })
 

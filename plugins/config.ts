@@ -1,5 +1,7 @@
+import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { parseEnv } from 'node:util'
+import { CertificateProblem, checkCertificatePair } from '../lib/certificate-pem.js'
 
 /**
  * Every setting of the gateway, read once from the environment (README "Configuration").
@@ -37,6 +39,12 @@ export interface Config {
   sendTimeoutMs: number
   shutdownDelayMs: number
   shutdownGraceMs: number
+  /** HTTPS listener port (docs/tls.md); null: no HTTPS listener. */
+  tlsPort: number | null
+  /** The default certificate (TLS_CERT_FILE / TLS_KEY_FILE), read and checked at start; null without TLS_PORT. */
+  tlsDefault: { cert: string, key: string } | null
+  /** Encrypts secrets at rest (certificate keys); null: stored in clear, with a warning at start. */
+  secretKey: string | null
 }
 
 export class ConfigError extends Error {
@@ -91,6 +99,10 @@ export function loadConfig (env: Env): Readonly<Config> {
     throw new ConfigError('HEADERS_TIMEOUT_MS', `must not exceed REQUEST_TIMEOUT_MS (${requestTimeoutMs}), got ${headersTimeoutMs}`)
   }
 
+  const tlsPort = read('TLS_PORT') === undefined ? null : integer('TLS_PORT', 0, 0, 65535)
+  const secretKey = read('SECRET_KEY') ?? null
+  if (secretKey !== null && secretKey.length < 16) throw new ConfigError('SECRET_KEY', 'must be at least 16 characters')
+
   return Object.freeze({
     port: integer('PORT', 8080, 0, 65535),
     host: read('HOST') ?? '0.0.0.0',
@@ -116,7 +128,10 @@ export function loadConfig (env: Env): Readonly<Config> {
     // Node's timers take at most 2^31-1 ms.
     sendTimeoutMs: integer('SEND_TIMEOUT_MS', 60_000, 1, 2_147_483_647),
     shutdownDelayMs: integer('SHUTDOWN_DELAY_MS', 0, 0),
-    shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', 25_000, 0)
+    shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', 25_000, 0),
+    tlsPort,
+    tlsDefault: tlsPort === null ? null : readDefaultCertificate(read('TLS_CERT_FILE'), read('TLS_KEY_FILE')),
+    secretKey
   })
 }
 
@@ -169,4 +184,27 @@ function parseAdminOrigins (raw: string | undefined): string[] {
     }
   }
   return origins
+}
+
+/** TLS_CERT_FILE and TLS_KEY_FILE: both required with TLS_PORT, readable, PEM, and matching. */
+function readDefaultCertificate (certFile: string | undefined, keyFile: string | undefined): { cert: string, key: string } {
+  if (certFile === undefined) throw new ConfigError('TLS_CERT_FILE', 'is required when TLS_PORT is set (PEM certificate file)')
+  if (keyFile === undefined) throw new ConfigError('TLS_KEY_FILE', 'is required when TLS_PORT is set (PEM private key file)')
+  const readPem = (variable: string, file: string): string => {
+    try {
+      return readFileSync(file, 'utf8')
+    } catch (err) {
+      throw new ConfigError(variable, `cannot read "${file}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+    }
+  }
+  const cert = readPem('TLS_CERT_FILE', certFile)
+  const key = readPem('TLS_KEY_FILE', keyFile)
+  try {
+    checkCertificatePair(cert, key)
+  } catch (err) {
+    if (!(err instanceof CertificateProblem)) throw err
+    const variable = err.field === 'cert' ? 'TLS_CERT_FILE' : 'TLS_KEY_FILE'
+    throw new ConfigError(variable, `"${err.field === 'cert' ? certFile : keyFile}" ${err.message.slice(err.field.length + 2)}`)
+  }
+  return { cert, key }
 }

@@ -10,6 +10,8 @@ import { sendContinue } from '../lib/expect-continue.js'
 import type { RoutePipeline } from '../lib/pipeline.js'
 import type { ResponseHead } from '../lib/proxy-headers.js'
 import { hostName } from '../lib/route-matcher.js'
+import { declaresBody, handshakeProblem, isUpgrade, isWebSocketUpgrade } from '../lib/websocket-handshake.js'
+import type { Route } from '../schemas/route.js'
 
 /**
  * Paths of the reserved endpoints (README "Reserved endpoints"). A spelling like "/x/../admin/routes"
@@ -48,12 +50,15 @@ export default async function proxy (app: FastifyInstance): Promise<void> {
   // so requests refused before this scope and clients that go away are recorded too).
 
   const forward = createForward(app)
+  const websockets = app.websockets
   app.route({
     method: ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'],
     url: '/*',
     exposeHeadRoute: false,
     schema: { hide: true },
     handler (request, reply) {
+      // A checked WebSocket handshake (upgradeRefused let it through): tunnelled, not forwarded.
+      if (isWebSocketUpgrade(request.raw)) return void websockets.open(request, reply)
       // Every stage passed: the body is wanted now (app.ts defers Node's automatic 100 Continue).
       sendContinue(request.raw, reply.raw)
       // Not returned to Fastify: forward answers itself, or hands the reply to the exchange
@@ -71,12 +76,44 @@ export default async function proxy (app: FastifyInstance): Promise<void> {
     const pipeline = routeTable.pipelineOf(route)
     context.route = route
     context.pipeline = pipeline
+    // Requests with Upgrade reach here only through the listeners' 'upgrade' event (plugins/websocket.ts).
+    if (isUpgrade(request.raw) && upgradeRefused(request, reply, context, route)) return null
     // Without a CORS stage a preflight is a plain OPTIONS request, which the route must accept.
     if (preflight !== null && !pipeline.answersPreflight && route.methods.length > 0 && !route.methods.includes('OPTIONS')) {
       return notFound(reply, context)
     }
     return pipeline
   }
+}
+
+/**
+ * Upgrade requests (docs/websocket.md): a WebSocket handshake to a route without `websocket`
+ * → 404, an invalid one → 400, an Origin the route's CORS policy does not allow → 403. Another
+ * upgrade (h2c) without a body is served as a plain request (the Upgrade header is never
+ * forwarded); with a body it is refused 400. Answers true when it answered the request.
+ */
+function upgradeRefused (request: FastifyRequest, reply: FastifyReply, context: GatewayContext, route: Route): boolean {
+  const raw = request.raw
+  if (!isWebSocketUpgrade(raw)) {
+    if (!declaresBody(raw)) return false
+    reject(reply, context, 400, 'blocked', 'only WebSocket upgrades are accepted; this upgrade request has a body')
+    return true
+  }
+  if (route.websocket === false) {
+    reject(reply, context, 404, 'no_route', 'this route does not accept WebSocket upgrades')
+    return true
+  }
+  const problem = handshakeProblem(raw)
+  if (problem !== null) {
+    reject(reply, context, 400, 'blocked', problem)
+    return true
+  }
+  const origin = raw.headers.origin
+  if (route.cors !== null && origin !== undefined && !route.cors.origins.includes('*') && !route.cors.origins.includes(origin)) {
+    reject(reply, context, 403, 'blocked', `Origin ${origin} is not allowed to open a WebSocket on this route`)
+    return true
+  }
+  return false
 }
 
 function notFound (reply: FastifyReply, context: GatewayContext): null {
@@ -115,7 +152,7 @@ function startGatewayContext (request: FastifyRequest, reply: FastifyReply): Gat
     clientIp: unmapIPv4(request.ip),
     path: normalized.ok ? normalized.path : rawPath,
     query: queryAt === -1 ? '' : url.slice(queryAt),
-    host: hostName(request.raw.headers.host),
+    host: hostName(request.raw.headers.host ?? (request.raw.headers[':authority'] as string | undefined)),
     route: null,
     pipeline: null,
     consumer: null,

@@ -14,6 +14,8 @@ export interface Database {
   api_keys: ApiKeysTable
   basic_credentials: BasicCredentialsTable
   filters: FiltersTable
+  certificates: CertificatesTable
+  certificate_snis: CertificateSnisTable
 }
 
 export interface RoutesTable {
@@ -104,3 +106,21 @@ export interface FiltersTable {
   created_at: string
 }
 export type FilterRow = Selectable<FiltersTable>
+
+export interface CertificatesTable {
+  id: string
+  name: string
+  /** PEM chain, leaf first. */
+  cert: string
+  /** PEM private key, sealed with SECRET_KEY (lib/secret-box.ts) when it is set, else in clear. */
+  key: string
+  created_at: string
+  updated_at: string
+}
+export type CertificateRow = Selectable<CertificatesTable>
+
+export interface CertificateSnisTable {
+  /** Lower-case host name or `*.` wildcard; unique across certificates. */
+  sni: string
+  certificate_id: string
+}

@@ -6,6 +6,7 @@ import { schemaErrorMessage } from '../../lib/schema-errors.js'
 import { sendContinue } from '../../lib/expect-continue.js'
 import { checkBody } from '../../schemas/defaults.js'
 import auditAdmin from './audit.js'
+import certificatesAdmin from './certificates.js'
 import consumersAdmin from './consumers.js'
 import filtersAdmin from './filters.js'
 import rateLimitsAdmin from './rate-limits.js'
@@ -45,6 +46,7 @@ export default async function admin (app: FastifyInstance): Promise<void> {
   await app.register(routesAdmin, { prefix: '/routes' })
   await app.register(consumersAdmin, { prefix: '/consumers' })
   await app.register(filtersAdmin, { prefix: '/filters' })
+  await app.register(certificatesAdmin, { prefix: '/certificates' })
   await app.register(rateLimitsAdmin, { prefix: '/rate-limits' })
   await app.register(systemAdmin)
   await app.register(auditAdmin, { prefix: '/audit' })

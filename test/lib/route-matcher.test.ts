@@ -22,6 +22,9 @@ function route (fields: Partial<Route> & { path: string }): Route {
     rateLimit: null,
     cors: null,
     enabled: true,
+    httpsRedirect: false,
+    upstreamTls: null,
+    websocket: false,
     createdAt: '2026-01-01T00:00:00.000Z',
     updatedAt: '2026-01-01T00:00:00.000Z',
     ...fields
