@@ -35,9 +35,6 @@ declare module 'fastify' {
 /** HTTP/2 limits (docs/tls.md "HTTP/2"): Envoy's edge defaults. */
 export const H2_MAX_CONCURRENT_STREAMS = 100
 const H2_STREAM_WINDOW_BYTES = 65_536
-/** Resets a client may send in a burst, then per second, before its session is closed (CVE-2023-44487). */
-const H2_RESET_BURST = 200
-const H2_RESET_RATE = 100
 
 /** What Node's HTTP/2 server has for its HTTP/1.1 connections (allowHTTP1), missing from its types. */
 type Http1Limits = Http2SecureServer & {
@@ -68,10 +65,9 @@ const tlsListenerPlugin: FastifyPluginAsync = async (app) => {
       initialWindowSize: H2_STREAM_WINDOW_BYTES,
       maxHeaderListSize: main.maxHeaderSize
     },
-    maxSessionInvalidFrames: 100,
-    // Node's own rapid-reset guard: past the burst and rate, the session is closed with
-    // ENHANCE_YOUR_CALM (Node 20.12+ reads these; older versions ignore them).
-    ...{ streamResetBurst: H2_RESET_BURST, streamResetRate: H2_RESET_RATE }
+    // Rapid reset (CVE-2023-44487): nghttp2's own guard in Node (1000 resets in a burst, then
+    // 33 a second) sends GOAWAY and closes the session; frames Node cannot process, likewise.
+    maxSessionInvalidFrames: 100
   }, handler as unknown as Parameters<typeof createSecureServer>[1])
   // HTTP/1.1 over TLS: the main listener's limits (Node applies them to allowHTTP1 connections).
   const http1 = server as Http1Limits

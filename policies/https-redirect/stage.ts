@@ -8,8 +8,7 @@ import type { CompileStage } from '../../lib/pipeline.js'
  * https (TRUST_PROXY) — is answered 308 to the same host, path and query on https; the port
  * is TLS_PORT unless it is 443 (or unset). 308 keeps the method and body, unlike 301.
  */
-export function httpsRedirectCompiler (tlsPort: number | null): CompileStage {
-  const portSuffix = tlsPort === null || tlsPort === 443 ? '' : `:${tlsPort}`
+export function httpsRedirectCompiler (tlsPort: () => number | null): CompileStage {
   return (route) => {
     if (!route.httpsRedirect) return null
     return {
@@ -18,7 +17,8 @@ export function httpsRedirectCompiler (tlsPort: number | null): CompileStage {
         if (request.protocol === 'https') return done()
         const context = request.gateway as GatewayContext
         if (context.host === '') return void reject(reply, context, 400, 'blocked', 'this route is served over https; a Host header is needed to redirect there')
-        const location = `https://${context.host}${portSuffix}${request.raw.url ?? '/'}`
+        const port = tlsPort()
+        const location = `https://${context.host}${port === null || port === 443 ? '' : `:${port}`}${request.raw.url ?? '/'}`
         reject(reply, context, 308, 'proxied', `this route is served over https: ${location}`, { location })
       }
     }
