@@ -2,13 +2,15 @@ import { connect as h2connect, constants as h2, type ClientHttp2Session, type In
 import { request as httpsRequest } from 'node:https'
 import t from 'tap'
 import { Agent } from 'undici'
-import { adminHeaders, createRoute, httpRequest, startUpstream } from '../helper.js'
+import { adminHeaders, createRoute, httpRequest, type HttpRequestOptions, startUpstream } from '../helper.js'
 import { startTlsGateway } from '../tls-helper.js'
 
 /** The HTTPS listener: same gateway over TLS, HTTP/1.1 and HTTP/2, httpsRedirect (docs/tls.md). */
 
 const insecure = new Agent({ connect: { rejectUnauthorized: false } })
 t.teardown(() => insecure.close())
+/** The test's certificates are self-made: the client does not verify them. */
+const viaTls = { dispatcher: insecure } as unknown as HttpRequestOptions
 
 interface H2Answer { status: number, headers: IncomingHttpHeaders, body: string }
 
@@ -36,16 +38,16 @@ t.test('HTTPS over HTTP/1.1: proxied with X-Forwarded-Proto https; admin and hea
   const upstream = await startUpstream(t)
   const { app, tlsUrl } = await startTlsGateway(t)
   await createRoute(app, { name: 'echo', path: '/echo', targets: [{ url: upstream.url, weight: 1 }] })
-  const proxied = await httpRequest(`${tlsUrl}/echo/x?y=1`, { dispatcher: insecure })
+  const proxied = await httpRequest(`${tlsUrl}/echo/x?y=1`, viaTls)
   t.equal(proxied.statusCode, 200)
   t.equal(upstream.requests[0].url, '/echo/x?y=1')
   t.equal(upstream.requests[0].headers['x-forwarded-proto'], 'https')
   t.equal(proxied.headers.via, '1.1 gatehouse')
-  t.equal((await httpRequest(`${tlsUrl}/health`, { dispatcher: insecure })).statusCode, 200)
-  const routes = await httpRequest(`${tlsUrl}/admin/routes`, { dispatcher: insecure, headers: adminHeaders })
+  t.equal((await httpRequest(`${tlsUrl}/health`, viaTls)).statusCode, 200)
+  const routes = await httpRequest(`${tlsUrl}/admin/routes`, { ...viaTls, headers: adminHeaders })
   t.equal(routes.statusCode, 200)
   t.equal(routes.json().total, 1)
-  t.equal((await httpRequest(`${tlsUrl}/docs/json`, { dispatcher: insecure })).statusCode, 200)
+  t.equal((await httpRequest(`${tlsUrl}/docs/json`, viaTls)).statusCode, 200)
   // The plain listener still says http.
   await httpRequest(`${(app.server.address() as { port: number }).port === 0 ? '' : `http://127.0.0.1:${(app.server.address() as { port: number }).port}`}/echo/plain`)
   t.equal(upstream.requests[1].headers['x-forwarded-proto'], 'http')
@@ -158,6 +160,6 @@ t.test('httpsRedirect: 308 to the same URL on https with TLS_PORT; served on the
   t.equal(redirected.headers.location, `https://api.example.com:${tlsPort}/secure/a/b?c=1&d=%20`)
   t.equal(redirected.json().statusCode, 308)
   t.equal(upstream.requests.length, 0, 'not forwarded')
-  t.equal((await httpRequest(`${tlsUrl}/secure/a`, { dispatcher: insecure })).statusCode, 200, 'served over https')
+  t.equal((await httpRequest(`${tlsUrl}/secure/a`, viaTls)).statusCode, 200, 'served over https')
   t.equal((await httpRequest(`${url}/open`)).statusCode, 200, 'a route without it is not redirected')
 })
