@@ -12,6 +12,7 @@ import { addUpstreamResponseHeaders, connectionNamedHeaders, upstreamRequestHead
 import { routePrefixOf } from '../lib/route-matcher.js'
 import { upstreamTlsOf } from '../lib/upstream-tls.js'
 import { acceptFor } from '../lib/websocket-handshake.js'
+import { closeFrame, FrameBoundary, GOING_AWAY } from '../lib/websocket-frames.js'
 import { GatewayError } from '../lib/errors.js'
 import type { Route } from '../schemas/route.js'
 
@@ -42,6 +43,8 @@ declare module 'fastify' {
 }
 
 export const DEFAULT_IDLE_TIMEOUT_MS = 300_000
+/** After the Close frames, how long the two connections may take to finish closing before they are cut. */
+const CLOSE_LINGER_MS = 1000
 
 const kUpgradeHead = Symbol('gatehouse.upgradeHead')
 type UpgradeRequest = IncomingMessage & { [kUpgradeHead]?: Buffer }
@@ -198,32 +201,55 @@ const websocketPlugin: FastifyPluginAsync = async (app) => {
     const clientHead = (request.raw as UpgradeRequest)[kUpgradeHead]
     const readAtStart = client.bytesRead
     upstreamSocket.on('error', ignore)
-    if (upstreamHead.length > 0) client.write(upstreamHead)
-    if (clientHead !== undefined && clientHead.length > 0) upstreamSocket.write(clientHead)
-    client.pipe(upstreamSocket)
-    upstreamSocket.pipe(client)
-    client.setTimeout(idleTimeoutOf(route))
+    // Frame boundaries of each direction, so that a close the gateway decides on can send each
+    // side a Close frame between frames (lib/websocket-frames.ts).
+    const toClient = new FrameBoundary()
+    const toUpstream = new FrameBoundary()
+    relay(upstreamSocket, client, toClient)
+    relay(client, upstreamSocket, toUpstream)
+    if (upstreamHead.length > 0) {
+      toClient.feed(upstreamHead)
+      client.write(upstreamHead)
+    }
+    if (clientHead !== undefined && clientHead.length > 0) {
+      toUpstream.feed(clientHead)
+      upstreamSocket.write(clientHead)
+    }
+    const idleTimeoutMs = idleTimeoutOf(route)
+    client.setTimeout(idleTimeoutMs)
     upstreamSocket.setNoDelay(true)
     client.setNoDelay(true)
 
     let closed = false
+    const finish = (reason: string): void => {
+      closed = true
+      tunnels.delete(tunnel)
+      if (context.detail === null) context.detail = `tunnel closed: ${reason}`
+      context.bytesIn = (client.bytesRead - readAtStart) + (clientHead?.length ?? 0)
+      accessLog.tunnelClosed(reply)
+    }
     const tunnel: Tunnel = {
       routeId: route.id,
       close (reason) {
         if (closed) return
-        closed = true
-        tunnels.delete(tunnel)
-        if (context.detail === null) context.detail = `tunnel closed: ${reason}`
-        context.bytesIn = (client.bytesRead - readAtStart) + (clientHead?.length ?? 0)
-        client.destroy()
-        upstreamSocket.destroy()
-        accessLog.tunnelClosed(reply)
+        // Going Away to each side that is between frames; then both connections end.
+        if (toClient.atBoundary && client.writable) client.write(closeFrame(GOING_AWAY, reason, false))
+        if (toUpstream.atBoundary && upstreamSocket.writable) upstreamSocket.write(closeFrame(GOING_AWAY, reason, true))
+        finish(reason)
+        client.end()
+        upstreamSocket.end()
+        setTimeout(() => { client.destroy(); upstreamSocket.destroy() }, CLOSE_LINGER_MS).unref()
       }
     }
     tunnels.add(tunnel)
-    client.once('timeout', () => { tunnel.close(`idle for ${idleTimeoutOf(route)} ms`) })
-    client.once('close', () => { tunnel.close('client closed') })
-    upstreamSocket.once('close', () => { tunnel.close('upstream closed') })
+    client.once('timeout', () => { tunnel.close(`idle for ${idleTimeoutMs} ms`) })
+    const closedBy = (side: string) => () => {
+      if (!closed) finish(`${side} closed`)
+      client.destroy()
+      upstreamSocket.destroy()
+    }
+    client.once('close', closedBy('client'))
+    upstreamSocket.once('close', closedBy('upstream'))
   }
 
   app.decorate('websockets', {
@@ -236,5 +262,15 @@ const websocketPlugin: FastifyPluginAsync = async (app) => {
 }
 
 function ignore (): void {}
+
+/** One direction of a tunnel: bytes as they come, paced by the reader (backpressure), frame boundaries tracked. */
+function relay (from: Socket, to: Socket, frames: FrameBoundary): void {
+  from.on('data', (chunk: Buffer) => {
+    frames.feed(chunk)
+    if (!to.write(chunk)) from.pause()
+  })
+  to.on('drain', () => { from.resume() })
+  from.once('end', () => { to.end() })
+}
 
 export default fp(websocketPlugin, { name: 'websocket', dependencies: ['upstreams', 'route-table', 'metrics'] })

@@ -204,21 +204,20 @@ t.test('tunnels close when idle, and when their route is deleted or disabled', a
   await new Promise((resolve) => setTimeout(resolve, 600))
   await echo(idle, 'still here')
   const started = Date.now()
-  await once(idle, 'close')
+  const [idleCode] = await once(idle, 'close') as [number]
   const idleFor = Date.now() - started
+  t.equal(idleCode, 1001, 'closed with Going Away')
   t.ok(idleFor >= 900 && idleFor < 3000, `closed after about 1 s without traffic (${idleFor} ms)`)
 
   const gone = await openWs(t, `ws://127.0.0.1:${port}/gone`)
   const off = await openWs(t, `ws://127.0.0.1:${port}/off`)
   const goneClosed = once(gone, 'close')
   t.equal((await app.inject({ method: 'DELETE', url: '/admin/routes/gone', headers: adminHeaders })).statusCode, 204)
-  await goneClosed
-  t.pass('deleting the route closed its tunnel')
+  t.equal((await goneClosed)[0], 1001, 'deleting the route closed its tunnel with Going Away')
   t.equal(off.readyState, WebSocket.OPEN, 'other tunnels stay')
   const offClosed = once(off, 'close')
   await app.inject({ method: 'PATCH', url: '/admin/routes/off', headers: adminHeaders, payload: { enabled: false } })
-  await offClosed
-  t.pass('disabling the route closed its tunnel')
+  t.equal((await offClosed)[0], 1001, 'disabling the route closed its tunnel')
 })
 
 t.test('wss on the HTTPS listener', async (t) => {
@@ -241,7 +240,8 @@ t.test('shutdown: the drain waits for tunnels, closes them at SHUTDOWN_GRACE_MS,
   gateway.process.kill('SIGTERM')
   await new Promise((resolve) => setTimeout(resolve, 500))
   t.equal((await echo(socket, 'during the drain')).toString(), 'during the drain', 'the tunnel still works while draining')
-  await closed
+  const [code] = await closed as [number]
+  t.equal(code, 1001, 'Going Away, not an abrupt close')
   const after = Date.now() - started
   t.ok(after >= 1200, `closed at the grace period (${after} ms)`)
   t.equal(await gateway.exited, 0)
