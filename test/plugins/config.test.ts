@@ -26,7 +26,10 @@ t.test('defaults are the README Configuration table', async (t) => {
     maxConnections: 10_000,
     sendTimeoutMs: 60_000,
     shutdownDelayMs: 0,
-    shutdownGraceMs: 25_000
+    shutdownGraceMs: 25_000,
+    tlsPort: null,
+    tlsDefault: null,
+    secretKey: null
   })
 })
 
@@ -63,7 +66,8 @@ t.test('every variable is read', async (t) => {
     MAX_CONNECTIONS: '20',
     SEND_TIMEOUT_MS: '4500',
     SHUTDOWN_DELAY_MS: '5000',
-    SHUTDOWN_GRACE_MS: '6000'
+    SHUTDOWN_GRACE_MS: '6000',
+    SECRET_KEY: 'a-secret-key-for-keys-at-rest'
   })
   t.same(config, {
     port: 9000,
@@ -89,7 +93,11 @@ t.test('every variable is read', async (t) => {
     maxConnections: 20,
     sendTimeoutMs: 4500,
     shutdownDelayMs: 5000,
-    shutdownGraceMs: 6000
+    shutdownGraceMs: 6000,
+    // TLS_PORT and its files: test/tls/startup.test.ts (they need real certificate files).
+    tlsPort: null,
+    tlsDefault: null,
+    secretKey: 'a-secret-key-for-keys-at-rest'
   })
 })
 
@@ -179,7 +187,8 @@ t.test('.env.example and the README list every variable, and .env.example shows 
   const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')
   const variables = ['PORT', 'HOST', 'DATABASE_URL', 'ADMIN_TOKEN', 'ADMIN_AUTH_MAX_FAILURES', 'ADMIN_CORS_ORIGINS', 'REDIS_URL', 'REDIS_TIMEOUT_MS', 'TRUST_PROXY', 'WORKERS', 'LOG_LEVEL',
     'BODY_LIMIT', 'UPSTREAM_TIMEOUT_MS', 'RATE_LIMIT_MAX', 'RATE_LIMIT_WINDOW_MS', 'CORS_ORIGINS', 'AUDIT_RETENTION_DAYS',
-    'HEADERS_TIMEOUT_MS', 'REQUEST_TIMEOUT_MS', 'KEEP_ALIVE_TIMEOUT_MS', 'MAX_CONNECTIONS', 'SEND_TIMEOUT_MS', 'SHUTDOWN_DELAY_MS', 'SHUTDOWN_GRACE_MS']
+    'HEADERS_TIMEOUT_MS', 'REQUEST_TIMEOUT_MS', 'KEEP_ALIVE_TIMEOUT_MS', 'MAX_CONNECTIONS', 'SEND_TIMEOUT_MS', 'SHUTDOWN_DELAY_MS', 'SHUTDOWN_GRACE_MS',
+    'TLS_PORT', 'TLS_CERT_FILE', 'TLS_KEY_FILE', 'SECRET_KEY']
   for (const name of variables) {
     t.match(example, new RegExp(`^#? ?${name}=`, 'm'), `.env.example has ${name}`)
     t.match(readme, new RegExp('`' + name + '`'), `README has ${name}`)
