@@ -21,7 +21,7 @@ const systemAdmin: FastifyPluginAsyncTypebox = async (app) => {
   // the handler, and /docs/json, generated on first request, shows it whole.
   const documentSchema: TObject = Type.Object({}, {
     additionalProperties: true,
-    description: 'One array per section: routes, filters, consumers (no secrets). PUT replaces the whole state.'
+    description: 'One array per section: routes, filters, consumers, certificates (no secrets). PUT replaces the whole state.'
   })
   let completed = false
   function completeDocumentSchema (): TObject {
@@ -62,7 +62,7 @@ const systemAdmin: FastifyPluginAsyncTypebox = async (app) => {
     schema: {
       tags: ['system'],
       security,
-      summary: 'Every route, filter and consumer as one document',
+      summary: 'Every route, filter, consumer and certificate as one document (no secrets)',
       response: { 200: documentSchema, 401: ErrorSchema }
     }
   }, async () => exportDocument(app.db))
@@ -72,7 +72,7 @@ const systemAdmin: FastifyPluginAsyncTypebox = async (app) => {
       tags: ['system'],
       security,
       summary: 'Replace the whole configuration, all-or-nothing',
-      description: 'Validated whole first; then every section is replaced in one transaction. What the document omits is deleted; consumers that stay (matched by name) keep their credentials.',
+      description: 'Validated whole first; then every section is replaced in one transaction. What the document omits is deleted; consumers that stay (matched by name) keep their credentials, certificates that stay keep their private key.',
       body: documentSchema,
       response: { 200: documentSchema, 400: ErrorSchema, 401: ErrorSchema, 409: ErrorSchema }
     }
