@@ -47,6 +47,8 @@ export interface AccessLog {
   tunnelOpened: (reply: FastifyReply) => void
   /** The tunnel closed: its one audit row (status 101, bytes both ways, duration). */
   tunnelClosed: (reply: FastifyReply) => void
+  /** A connection of another listener (HTTPS): its requests are recorded however the connection ends, as on the main one. */
+  trackConnection: (socket: Socket) => void
 }
 
 declare module 'fastify' {
@@ -77,17 +79,19 @@ const accessLogPlugin: FastifyPluginAsync = async (app) => {
     },
     tunnelClosed (reply: FastifyReply) {
       finish(reply.request, reply, 101)
-    }
+    },
+    trackConnection: (socket: Socket) => { trackConnection(socket) }
   })
 
   app.routeTable.onSwap((routes) => { metrics.retainRoutes(routes.map((route) => route.name)) })
 
-  app.server.on('connection', (socket: TrackedSocket) => {
+  function trackConnection (socket: TrackedSocket): void {
     socket[kActive] = null
     socket[kTimedOut] = false
     metrics.connectionOpened()
     socket.once('close', onSocketClose)
-  })
+  }
+  app.server.on('connection', trackConnection)
   // Before Fastify's clientErrorHandler, which destroys the socket.
   app.server.prependListener('clientError', onClientError)
   app.server.on('connect', onConnectMethod)

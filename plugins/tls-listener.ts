@@ -88,6 +88,7 @@ const tlsListenerPlugin: FastifyPluginAsync = async (app) => {
 
   const sockets = new Set<TLSSocket>()
   server.on('secureConnection', (socket: TLSSocket) => {
+    app.accessLog.trackConnection(socket)
     sockets.add(socket)
     socket.once('close', () => { sockets.delete(socket) })
   })
@@ -141,4 +142,4 @@ const tlsListenerPlugin: FastifyPluginAsync = async (app) => {
   app.addHook('onClose', async () => { await closed })
 }
 
-export default fp(tlsListenerPlugin, { name: 'tls-listener', dependencies: ['certificates', 'connection-cap', 'websocket'] })
+export default fp(tlsListenerPlugin, { name: 'tls-listener', dependencies: ['certificates', 'connection-cap', 'websocket', 'access-log'] })

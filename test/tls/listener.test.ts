@@ -163,3 +163,20 @@ t.test('httpsRedirect: 308 to the same URL on https with TLS_PORT; served on the
   t.equal((await httpRequest(`${tlsUrl}/secure/a`, viaTls)).statusCode, 200, 'served over https')
   t.equal((await httpRequest(`${url}/open`)).statusCode, 200, 'a route without it is not redirected')
 })
+
+t.test('a client that goes away mid-request on HTTPS is audited (499) like on the main listener', async (t) => {
+  const upstream = await startUpstream(t, (_req, res) => { setTimeout(() => res.end('late'), 1500) })
+  const { app, tlsPort } = await startTlsGateway(t)
+  await createRoute(app, { name: 'slow', path: '/slow', targets: [{ url: upstream.url, weight: 1 }] })
+  await new Promise<void>((resolve) => {
+    const request = httpsRequest({ host: '127.0.0.1', port: tlsPort, path: '/slow', rejectUnauthorized: false, headers: { 'x-request-id': 'gone-over-tls' } })
+    request.on('error', () => resolve())
+    request.end()
+    setTimeout(() => { request.destroy(); resolve() }, 300)
+  })
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  await app.audit.flush()
+  const rows = await app.db.selectFrom('audit_log').selectAll().where('request_id', '=', 'gone-over-tls').execute()
+  t.equal(rows.length, 1)
+  t.equal(rows[0].status, 499)
+})
