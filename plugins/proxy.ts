@@ -176,6 +176,12 @@ function startGatewayContext (request: FastifyRequest, reply: FastifyReply): Gat
     reject(reply, context, 400, 'blocked', `duplicate ${duplicate} header`)
     return null
   }
+  // Node's parser refuses HTTP/1 headers over 16 KiB (431); its HTTP/2 server only advertises
+  // the limit (docs/tls.md "The HTTPS listener"), so HTTP/2 requests are measured here.
+  if (request.raw.httpVersionMajor === 2 && headerBytes(request.raw.rawHeaders) > MAX_HEADER_BYTES) {
+    reject(reply, context, 431, 'blocked', `request headers exceed ${MAX_HEADER_BYTES} bytes`)
+    return null
+  }
   return context
 }
 
@@ -189,6 +195,15 @@ function passBodyThrough (request: FastifyRequest, _reply: FastifyReply, payload
   // Assigning undefined rather than delete keeps the headers object's shape (no dictionary mode).
   request.raw.headers['content-type'] = undefined
   done(null, payload)
+}
+
+/** The limit of the listeners (app.ts): 16 KiB of request headers. */
+const MAX_HEADER_BYTES = 16 * 1024
+
+function headerBytes (rawHeaders: readonly string[]): number {
+  let bytes = 0
+  for (const part of rawHeaders) bytes += part.length
+  return bytes
 }
 
 function duplicateSingleValuedHeader (rawHeaders: readonly string[]): string | null {

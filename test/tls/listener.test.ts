@@ -88,6 +88,16 @@ t.test('HTTP/2: proxied requests, admin and docs; no connection-specific headers
   const kept = JSON.parse((await h2get(session, '/kept', { ':authority': 'api.example.com' })).body)
   t.equal(kept.host, 'api.example.com', 'preserveHost takes :authority')
   t.equal((await h2get(session, '/nothing')).status, 404)
+  // Over 16 KiB of headers: nghttp2 resets the stream once the client knows the advertised
+  // limit; a client that sends before it does gets 431 from the gateway, as on HTTP/1.1.
+  const big = await h2get(session, '/echo/big', { 'x-big': 'a'.repeat(20_000) }).then((answer) => String(answer.status), (err: Error) => err.message)
+  t.match(big, /^431$|ENHANCE_YOUR_CALM/, `headers over 16 KiB refused (${big})`)
+  t.equal((await h2get(session, '/echo/after')).status, 200, 'the session goes on')
+  const early = h2connect(`https://127.0.0.1:${tlsPort}`, { rejectUnauthorized: false })
+  early.on('error', () => {})
+  t.teardown(() => { early.destroy() })
+  const beforeSettings = await h2get(early, '/echo/big', { 'x-big': 'a'.repeat(20_000) }).then((answer) => String(answer.status), (err: Error) => err.message)
+  t.match(beforeSettings, /^431$|ENHANCE_YOUR_CALM/, `also before the settings arrived (${beforeSettings})`)
   const admin = await h2get(session, '/admin/routes', adminHeaders)
   t.equal(admin.status, 200)
   t.equal(JSON.parse(admin.body).total, 2)
