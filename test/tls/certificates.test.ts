@@ -209,3 +209,22 @@ t.test('RSA-2048 certificates are served too (default and SNI of the same key ty
   t.equal((await servedCertificate(tlsPort, 'rsa.example.com')).fingerprint256, fingerprintOf(rsa.cert))
   t.equal((await servedCertificate(tlsPort)).fingerprint256, fingerprintOf(defaultCertificate.cert))
 })
+
+t.test('the log warns when SECRET_KEY is unset and 14 days before a certificate expires', async (t) => {
+  const lines: string[] = []
+  const stream = { write: (line: string) => { lines.push(line) } }
+  const app = await buildTestApp(t, { build: { logger: { level: 'warn', stream } } })
+  t.match(lines.join('\n'), /SECRET_KEY is unset/)
+  const soon = makeCertificate(t, { cn: 'soon.example.com', days: 10 })
+  const later = makeCertificate(t, { cn: 'later.example.com', days: 30 })
+  await app.inject({ method: 'POST', url: '/admin/certificates', headers: adminHeaders, payload: { name: 'soon', cert: soon.cert, key: soon.key } })
+  await app.inject({ method: 'POST', url: '/admin/certificates', headers: adminHeaders, payload: { name: 'later', cert: later.cert, key: later.key } })
+  const warnings = lines.filter((line) => line.includes('expires within 14 days'))
+  t.equal(warnings.length, 1, 'one warning, for the certificate that expires soon')
+  t.match(warnings[0], /"certificate":"soon"/)
+  t.match(warnings[0], /"daysLeft":9/)
+
+  const withKey = await buildTestApp(t, { env: { SECRET_KEY: 'a-secret-key-of-some-length' }, build: { logger: { level: 'warn', stream: { write: (line: string) => { lines.push(`second ${line}`) } } } } })
+  t.ok(withKey)
+  t.notOk(lines.some((line) => line.startsWith('second') && line.includes('SECRET_KEY is unset')), 'no warning with SECRET_KEY')
+})
