@@ -179,7 +179,10 @@ t.test('a route has every default filled in', async (t) => {
     auth: { type: 'api-key', header: 'x-api-key' },
     rateLimit: { max: 5, windowMs: 60000, by: 'ip' },
     cors: { origins: ['*'], methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'], headers: [], exposedHeaders: [], credentials: false, maxAge: 600 },
-    enabled: true
+    enabled: true,
+    httpsRedirect: false,
+    upstreamTls: null,
+    websocket: false
   })
   const jwt = await createRoute(app, { name: 'jwt', path: '/jwt', targets: [target], auth: { type: 'jwt', jwksUrl: 'https://id.example.com/jwks' } as never })
   t.same(jwt.auth, { type: 'jwt', secret: null, secretSet: false, jwksUrl: 'https://id.example.com/jwks', consumerClaim: 'sub' })
