@@ -6,6 +6,7 @@ import type { Config } from './plugins/config.js'
 import accessLog from './plugins/access-log.js'
 import adminAuth from './plugins/admin-auth.js'
 import audit, { type AuditOptions } from './plugins/audit.js'
+import certificates from './plugins/certificates.js'
 import configChanges from './plugins/config-changes.js'
 import configFile, { type ConfigFileOptions } from './plugins/config-file.js'
 import configHistory from './plugins/config-history.js'
@@ -24,12 +25,15 @@ import redis from './plugins/redis.js'
 import routeTable from './plugins/route-table.js'
 import swagger from './plugins/swagger.js'
 import tracing, { type TracingOptions } from './plugins/tracing.js'
+import tlsListener from './plugins/tls-listener.js'
 import upstreams, { type UpstreamsOptions } from './plugins/upstreams.js'
+import websocket from './plugins/websocket.js'
 import auth, { type AuthOptions } from './policies/auth/plugin.js'
 import bodyLimit from './policies/body-limit/plugin.js'
 import compression from './policies/compression/plugin.js'
 import cache from './policies/cache/plugin.js'
 import cors from './policies/cors/plugin.js'
+import httpsRedirect from './policies/https-redirect/plugin.js'
 import rateLimit from './policies/rate-limit/plugin.js'
 import transforms from './policies/transforms/plugin.js'
 import admin from './routes/admin/index.js'
@@ -43,6 +47,8 @@ import { lazyChildLogger } from './lib/lazy-logger.js'
 declare module 'fastify' {
   interface FastifyInstance {
     config: Readonly<Config>
+    /** Fastify's request handler: other listeners of the process (HTTPS) serve the same app through it. */
+    httpHandler: (req: IncomingMessage, res: ServerResponse) => void
   }
 }
 
@@ -77,6 +83,9 @@ export interface BuildOptions {
   instances?: InstancesOptions
 }
 
+/** Request headers over this are answered 431 (docs/routing.md "Refused before routing"). */
+export const MAX_HEADER_BYTES = 16 * 1024
+
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
 /** A client's X-Request-Id is kept when it is 1–128 of [A-Za-z0-9._:-]; otherwise a new one. */
@@ -92,6 +101,7 @@ function trustProxyOption (trust: Config['trustProxy']): boolean | string[] | ((
 
 /** Builds the whole gateway without listening, so tests can build many. */
 export async function buildApp (config: Readonly<Config>, options: BuildOptions = {}): Promise<FastifyInstance> {
+  let httpHandler: ((req: IncomingMessage, res: ServerResponse) => void) | null = null
   const app = Fastify<Server, IncomingMessage, ServerResponse>({
     logger: options.logger ?? { level: config.logLevel },
     trustProxy: trustProxyOption(config.trustProxy),
@@ -103,15 +113,18 @@ export async function buildApp (config: Readonly<Config>, options: BuildOptions 
     requestIdHeader: false,
     bodyLimit: config.bodyLimit,
     // Client-side limits (docs/routing.md "Refused before routing"): Fastify leaves them off.
-    serverFactory: (handler) => createServer({
-      headersTimeout: config.headersTimeoutMs,
-      requestTimeout: config.requestTimeoutMs,
-      keepAliveTimeout: config.keepAliveTimeoutMs,
-      connectionsCheckingInterval: Math.min(1000, config.headersTimeoutMs),
-      maxHeaderSize: 16 * 1024
-    }, handler)
-      // No "100 Continue" before a 413: sent once the body is wanted (lib/expect-continue.ts).
-      .on('checkContinue', deferContinue(handler)),
+    serverFactory: (handler) => {
+      httpHandler = handler
+      return createServer({
+        headersTimeout: config.headersTimeoutMs,
+        requestTimeout: config.requestTimeoutMs,
+        keepAliveTimeout: config.keepAliveTimeoutMs,
+        connectionsCheckingInterval: Math.min(1000, config.headersTimeoutMs),
+        maxHeaderSize: MAX_HEADER_BYTES
+      }, handler)
+        // No "100 Continue" before a 413: sent once the body is wanted (lib/expect-continue.ts).
+        .on('checkContinue', deferContinue(handler))
+    },
     // What Node's parser rejects (408/431/400) is answered as JSON with a request id too.
     clientErrorHandler,
     // Router errors (a path it cannot percent-decode) as JSON with a request id too.
@@ -128,6 +141,7 @@ export async function buildApp (config: Readonly<Config>, options: BuildOptions 
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   app.decorate('config', config)
+  app.decorate('httpHandler', httpHandler as unknown as NonNullable<typeof httpHandler>)
   app.decorateRequest('gateway', null)
 
   // Order matters: state first (db → change watcher → compiled tables), then the docs
@@ -154,6 +168,7 @@ export async function buildApp (config: Readonly<Config>, options: BuildOptions 
   // Redis first: it carries the rate-limit counters and the config-change broadcast.
   await app.register(redis, { keyPrefix: options.redisKeyPrefix })
   await app.register(filters)
+  await app.register(httpsRedirect)
   await app.register(cors)
   await app.register(rateLimit)
   await app.register(bodyLimit)
@@ -166,9 +181,13 @@ export async function buildApp (config: Readonly<Config>, options: BuildOptions 
   // Root hooks at the end of every request: access log, request metrics, audit rows. Before
   // any route, so every route (and the 404 handler) gets them.
   await app.register(accessLog)
+  // WebSocket upgrades on every listener, run through this same app (docs/websocket.md).
+  await app.register(websocket)
   // Route auth: its stage compiled on every route-table swap, credentials on every config change.
   await app.register(auth, options.auth ?? {})
   await app.register(adminAuth)
+  // HTTPS certificates: the SNI table, reloaded on every config change (docs/tls.md).
+  await app.register(certificates)
   await app.register(swagger, { version })
 
   // CONFIG_FILE: after every plugin that adds a section of the configuration document.
@@ -183,5 +202,7 @@ export async function buildApp (config: Readonly<Config>, options: BuildOptions 
 
   // Everything else is proxied traffic.
   await app.register(proxy)
+  // The HTTPS listener serves this same app (docs/tls.md); it listens when server.ts says so.
+  await app.register(tlsListener)
   return app
 }

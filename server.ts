@@ -64,6 +64,14 @@ async function serve (config: Readonly<Config>): Promise<void> {
     await app.close().catch(() => {})
     fail(`cannot listen on ${config.host}:${config.port}: ${(err as Error).message}`)
   }
+  if (app.tlsListener !== null) {
+    try {
+      await app.tlsListener.listen(config.host)
+    } catch (err) {
+      await app.close().catch(() => {})
+      fail(`cannot listen on ${config.host}:${config.tlsPort} (TLS_PORT): ${(err as Error).message}`)
+    }
+  }
 }
 
 /**

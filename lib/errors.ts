@@ -19,6 +19,7 @@ export class GatewayError extends Error {
 export const gatewayErrors = {
   tooLarge: (limit: number) => new GatewayError(413, 'GW_BODY_TOO_LARGE', `request body exceeds the limit of ${limit} bytes`),
   upstreamUnreachable: (detail: string) => new GatewayError(502, 'GW_UPSTREAM_UNREACHABLE', `upstream connection failed: ${detail}`),
+  upstreamTls: (detail: string) => new GatewayError(502, 'GW_UPSTREAM_TLS', `upstream TLS verification failed: ${detail}`),
   upstreamBadStatus: (status: number) => new GatewayError(502, 'GW_UPSTREAM_BAD_STATUS', `upstream answered with status ${status}, outside 100–599`),
   noHealthyTarget: (retryAfterSeconds: number) => new GatewayError(503, 'GW_NO_HEALTHY_TARGET', 'no healthy upstream target', { 'retry-after': String(retryAfterSeconds) }),
   upstreamTimeout: (timeoutMs: number) => new GatewayError(504, 'GW_UPSTREAM_TIMEOUT', `upstream did not answer within ${timeoutMs} ms`),

@@ -15,6 +15,7 @@ import { addServerTiming, upstreamAnswered } from './server-timing.js'
 import { StreamedBodyCollector } from './streamed-body-collector.js'
 import { type SendTimeoutError, UpstreamExchange, UpstreamStatusError } from './upstream-exchange.js'
 import type { Target } from './upstream-target.js'
+import { isUpstreamTlsFailure } from './upstream-tls.js'
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'])
 
@@ -199,14 +200,14 @@ export function buildUpstreamRequest (request: FastifyRequest, context: GatewayC
     via: raw.headers.via,
     httpVersion: raw.httpVersion,
     clientIp: context.clientIp,
-    host: route.preserveHost ? raw.headers.host : undefined,
+    host: route.preserveHost ? raw.headers.host ?? (raw.headers[':authority'] as string | undefined) : undefined,
     consumerId: context.consumer?.id ?? null,
     consumerName: context.consumer?.name ?? null
   })
   return { path, headers }
 }
 
-interface UpstreamFailure {
+export interface UpstreamFailure {
   error: GatewayError
   /** The connection failed before any response: safe to try another target. */
   retryable: boolean
@@ -225,12 +226,15 @@ const CONNECTION_FAILURES = new Set([
  * refused/reset → 502, connect timeout and response timeout → 504. A response timeout is not
  * retried: the client has already waited timeoutMs, and the upstream may be acting on the request.
  */
-function upstreamFailure (err: unknown, timeoutMs: number): UpstreamFailure {
+export function upstreamFailure (err: unknown, timeoutMs: number): UpstreamFailure {
   if (err instanceof UpstreamStatusError) return { error: gatewayErrors.upstreamBadStatus(err.status), retryable: false, targetFault: true }
   const code = (err as { code?: string }).code ?? 'unknown'
   if (code === 'UND_ERR_CONNECT_TIMEOUT') return { error: gatewayErrors.upstreamConnectTimeout(), retryable: true, targetFault: true }
   if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
     return { error: gatewayErrors.upstreamTimeout(timeoutMs), retryable: false, targetFault: true }
+  }
+  if (isUpstreamTlsFailure(code)) {
+    return { error: gatewayErrors.upstreamTls(`${code} (${(err as Error).message})`), retryable: false, targetFault: true }
   }
   const connection = CONNECTION_FAILURES.has(code)
   return { error: gatewayErrors.upstreamUnreachable(code), retryable: connection, targetFault: connection }
@@ -326,7 +330,7 @@ export function upstreamPath (basePath: string, path: string): string {
   return joined === '' ? '/' : joined
 }
 
-function appendForwardedFor (existing: string | undefined, peer: string | undefined): string {
+export function appendForwardedFor (existing: string | undefined, peer: string | undefined): string {
   const address = unmapIPv4(peer ?? '')
   return existing === undefined || existing === '' ? address : `${existing}, ${address}`
 }

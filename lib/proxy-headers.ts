@@ -69,6 +69,8 @@ export function upstreamRequestHeaders (input: UpstreamHeaderInput): string[] {
   const out: string[] = []
   for (let i = 0; i < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]
+    // HTTP/2 pseudo-headers (:method, :path, :authority, :scheme) are not headers of an HTTP/1.1 request.
+    if (name.charCodeAt(0) === 58) continue
     const lower = name.toLowerCase()
     if (HOP_BY_HOP.has(lower) || lower.startsWith('proxy-') || GATEWAY_OWNED.has(lower) || lower.includes('_') || lower === REQUEST_ONLY_HOP) continue
     if (connectionNamed !== null && connectionNamed.has(lower)) continue

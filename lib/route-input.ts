@@ -1,6 +1,6 @@
-import { randomUUID } from 'node:crypto'
 import { compressionProblem } from './compression.js'
 import { headerRulesProblem } from './header-rules.js'
+import { randomUUID, X509Certificate } from 'node:crypto'
 import { normalizePath } from './normalize-path.js'
 import { rewriteProblem } from './path-rewrite.js'
 import type { Route, RouteInput } from '../schemas/route.js'
@@ -40,6 +40,16 @@ export function routeProblem (route: RouteInput, prefix = 'body'): string | null
       if (parsed.username !== '' || parsed.password !== '') return `${prefix}/targets/${index}/url must not contain credentials`
     } catch {
       return `${prefix}/targets/${index}/url is not a valid URL`
+    }
+  }
+  const ca = route.upstreamTls?.ca
+  if (typeof ca === 'string') {
+    const blocks = ca.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []
+    try {
+      if (blocks.length === 0) throw new Error('no PEM certificate found')
+      for (const block of blocks) void new X509Certificate(block)
+    } catch (err) {
+      return `${prefix}/upstreamTls/ca is not a PEM certificate: ${(err as Error).message}`
     }
   }
   if (route.path.includes('//')) return `${prefix}/path must not contain "//"`

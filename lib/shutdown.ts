@@ -26,10 +26,18 @@ export async function drainAndClose (app: FastifyInstance, { delayMs, graceMs }:
   const server = app.server
   // Node closes only the connections idle at close(); one finishing a response afterwards would
   // otherwise linger for KEEP_ALIVE_TIMEOUT_MS.
-  const sweep = setInterval(() => server.closeIdleConnections(), IDLE_SWEEP_MS)
+  // The HTTPS listener (docs/tls.md) drains alongside; WebSocket tunnels are waited for too
+  // and closed at the end of the grace period (docs/websocket.md).
+  const tls = app.tlsListener
+  const sweep = setInterval(() => {
+    server.closeIdleConnections()
+    tls?.closeIdleConnections()
+  }, IDLE_SWEEP_MS)
   const cut = setTimeout(() => {
     app.log.warn({ graceMs }, 'shutdown grace period over: cutting the remaining connections')
+    app.websockets.closeAll('shutdown')
     server.closeAllConnections()
+    tls?.closeAllConnections()
   }, graceMs)
   try {
     await app.close()

@@ -237,7 +237,8 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
    */
   private readonly onClientClose = (): void => {
     const res = this.reply.raw
-    if (res.writableFinished) {
+    // An HTTP/2 response reads as finished also when its stream was reset by the client.
+    if (res.writableFinished && (res as { stream?: { aborted: boolean } }).stream?.aborted !== true) {
       this.stopSendTimer()
       if (this.committed) this.hooks.completed(this.reply)
       return

@@ -43,6 +43,12 @@ export interface AccessLog {
   routerRefused: (request: FastifyRequest, reply: FastifyReply, detail: string) => void
   /** A proxied answer streamed through a hijacked reply (no onResponse hook then) reached the client whole. */
   hijackedReplyCompleted: (reply: FastifyReply) => void
+  /** A WebSocket tunnel opened on this reply: its connection closing later is the tunnel's end, not an aborted request. */
+  tunnelOpened: (reply: FastifyReply) => void
+  /** The tunnel closed: its one audit row (status 101, bytes both ways, duration). */
+  tunnelClosed: (reply: FastifyReply) => void
+  /** A connection of another listener (HTTPS): its requests are recorded however the connection ends, as on the main one. */
+  trackConnection: (socket: Socket) => void
 }
 
 declare module 'fastify' {
@@ -71,17 +77,25 @@ const accessLogPlugin: FastifyPluginAsync = async (app) => {
     },
     hijackedReplyCompleted (reply: FastifyReply) {
       if (untrack(reply.request.raw.socket as TrackedSocket, reply)) finish(reply.request, reply, reply.raw.statusCode)
-    }
+    },
+    tunnelOpened (reply: FastifyReply) {
+      untrack(reply.request.raw.socket as TrackedSocket, reply)
+    },
+    tunnelClosed (reply: FastifyReply) {
+      finish(reply.request, reply, 101)
+    },
+    trackConnection: (socket: Socket) => { trackConnection(socket) }
   })
 
   app.routeTable.onSwap((routes) => { metrics.retainRoutes(routes.map((route) => route.name)) })
 
-  app.server.on('connection', (socket: TrackedSocket) => {
+  function trackConnection (socket: TrackedSocket): void {
     socket[kActive] = null
     socket[kTimedOut] = false
     metrics.connectionOpened()
     socket.once('close', onSocketClose)
-  })
+  }
+  app.server.on('connection', trackConnection)
   // Before Fastify's clientErrorHandler, which destroys the socket.
   app.server.prependListener('clientError', onClientError)
   app.server.on('connect', onConnectMethod)

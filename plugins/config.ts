@@ -1,6 +1,8 @@
+import { readFileSync } from 'node:fs'
 import { isIP } from 'node:net'
 import { parseEnv } from 'node:util'
 import { parseSinkUrl } from '../lib/log-sinks/sink-url.js'
+import { CertificateProblem, checkCertificatePair } from '../lib/certificate-pem.js'
 
 /**
  * Every setting of the gateway, read once from the environment (README "Configuration").
@@ -64,6 +66,10 @@ export interface Config {
   configRevisionsKeep: number
   /** CONFIG_FILE: a YAML or JSON configuration document applied at start, on SIGHUP and on POST /admin/reload. */
   configFile: string | null
+  /** HTTPS listener port (docs/tls.md); null: no HTTPS listener. */
+  tlsPort: number | null
+  /** The default certificate (TLS_CERT_FILE / TLS_KEY_FILE), read and checked at start; null without TLS_PORT. */
+  tlsDefault: { cert: string, key: string } | null
 }
 
 export class ConfigError extends Error {
@@ -156,6 +162,7 @@ export function loadConfig (env: Env): Readonly<Config> {
   if (configFile !== null && !/\.(ya?ml|json)$/i.test(configFile)) {
     throw new ConfigError('CONFIG_FILE', `must name a .yaml, .yml or .json file, got "${configFile}"`)
   }
+  const tlsPort = read('TLS_PORT') === undefined ? null : integer('TLS_PORT', 0, 0, 65535)
 
   return Object.freeze({
     port: integer('PORT', 8080, 0, 65535),
@@ -195,7 +202,9 @@ export function loadConfig (env: Env): Readonly<Config> {
     otelServiceName: read('OTEL_SERVICE_NAME') ?? 'gatehouse',
     secretKey,
     configRevisionsKeep: integer('CONFIG_REVISIONS_KEEP', 1000, 1, 1_000_000),
-    configFile
+    configFile,
+    tlsPort,
+    tlsDefault: tlsPort === null ? null : readDefaultCertificate(read('TLS_CERT_FILE'), read('TLS_KEY_FILE'))
   })
 }
 
@@ -248,4 +257,27 @@ function parseAdminOrigins (raw: string | undefined): string[] {
     }
   }
   return origins
+}
+
+/** TLS_CERT_FILE and TLS_KEY_FILE: both required with TLS_PORT, readable, PEM, and matching. */
+function readDefaultCertificate (certFile: string | undefined, keyFile: string | undefined): { cert: string, key: string } {
+  if (certFile === undefined) throw new ConfigError('TLS_CERT_FILE', 'is required when TLS_PORT is set (PEM certificate file)')
+  if (keyFile === undefined) throw new ConfigError('TLS_KEY_FILE', 'is required when TLS_PORT is set (PEM private key file)')
+  const readPem = (variable: string, file: string): string => {
+    try {
+      return readFileSync(file, 'utf8')
+    } catch (err) {
+      throw new ConfigError(variable, `cannot read "${file}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+    }
+  }
+  const cert = readPem('TLS_CERT_FILE', certFile)
+  const key = readPem('TLS_KEY_FILE', keyFile)
+  try {
+    checkCertificatePair(cert, key)
+  } catch (err) {
+    if (!(err instanceof CertificateProblem)) throw err
+    const variable = err.field === 'cert' ? 'TLS_CERT_FILE' : 'TLS_KEY_FILE'
+    throw new ConfigError(variable, `"${err.field === 'cert' ? certFile : keyFile}" ${err.message.slice(err.field.length + 2)}`)
+  }
+  return { cert, key }
 }

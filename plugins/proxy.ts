@@ -11,6 +11,8 @@ import type { RoutePipeline } from '../lib/pipeline.js'
 import type { ResponseHead } from '../lib/proxy-headers.js'
 import { hostName } from '../lib/route-matcher.js'
 import { addServerTiming } from '../lib/server-timing.js'
+import { declaresBody, handshakeProblem, isUpgrade, isWebSocketUpgrade } from '../lib/websocket-handshake.js'
+import type { Route } from '../schemas/route.js'
 
 /**
  * Paths of the reserved endpoints (README "Reserved endpoints"). A spelling like "/x/../admin/routes"
@@ -49,12 +51,15 @@ export default async function proxy (app: FastifyInstance): Promise<void> {
   // so requests refused before this scope and clients that go away are recorded too).
 
   const forward = createForward(app)
+  const websockets = app.websockets
   app.route({
     method: ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'],
     url: '/*',
     exposeHeadRoute: false,
     schema: { hide: true },
     handler (request, reply) {
+      // A checked WebSocket handshake (upgradeRefused let it through): tunnelled, not forwarded.
+      if (isWebSocketUpgrade(request.raw)) return void websockets.open(request, reply)
       // Every stage passed: the body is wanted now (app.ts defers Node's automatic 100 Continue).
       sendContinue(request.raw, reply.raw)
       // Not returned to Fastify: forward answers itself, or hands the reply to the exchange
@@ -72,12 +77,44 @@ export default async function proxy (app: FastifyInstance): Promise<void> {
     const pipeline = routeTable.pipelineOf(route)
     context.route = route
     context.pipeline = pipeline
+    // Requests with Upgrade reach here only through the listeners' 'upgrade' event (plugins/websocket.ts).
+    if (isUpgrade(request.raw) && upgradeRefused(request, reply, context, route)) return null
     // Without a CORS stage a preflight is a plain OPTIONS request, which the route must accept.
     if (preflight !== null && !pipeline.answersPreflight && route.methods.length > 0 && !route.methods.includes('OPTIONS')) {
       return notFound(reply, context)
     }
     return pipeline
   }
+}
+
+/**
+ * Upgrade requests (docs/websocket.md): a WebSocket handshake to a route without `websocket`
+ * → 404, an invalid one → 400, an Origin the route's CORS policy does not allow → 403. Another
+ * upgrade (h2c) without a body is served as a plain request (the Upgrade header is never
+ * forwarded); with a body it is refused 400. Answers true when it answered the request.
+ */
+function upgradeRefused (request: FastifyRequest, reply: FastifyReply, context: GatewayContext, route: Route): boolean {
+  const raw = request.raw
+  if (!isWebSocketUpgrade(raw)) {
+    if (!declaresBody(raw)) return false
+    reject(reply, context, 400, 'blocked', 'only WebSocket upgrades are accepted; this upgrade request has a body')
+    return true
+  }
+  if (route.websocket === false) {
+    reject(reply, context, 404, 'no_route', 'this route does not accept WebSocket upgrades')
+    return true
+  }
+  const problem = handshakeProblem(raw)
+  if (problem !== null) {
+    reject(reply, context, 400, 'blocked', problem)
+    return true
+  }
+  const origin = raw.headers.origin
+  if (route.cors !== null && origin !== undefined && !route.cors.origins.includes('*') && !route.cors.origins.includes(origin)) {
+    reject(reply, context, 403, 'blocked', `Origin ${origin} is not allowed to open a WebSocket on this route`)
+    return true
+  }
+  return false
 }
 
 function notFound (reply: FastifyReply, context: GatewayContext): null {
@@ -143,7 +180,7 @@ function startGatewayContext (request: FastifyRequest, reply: FastifyReply): Gat
     clientIp: unmapIPv4(request.ip),
     path: normalized.ok ? normalized.path : rawPath,
     query: queryAt === -1 ? '' : url.slice(queryAt),
-    host: hostName(request.raw.headers.host),
+    host: hostName(request.raw.headers.host ?? (request.raw.headers[':authority'] as string | undefined)),
     route: null,
     pipeline: null,
     consumer: null,
@@ -171,6 +208,12 @@ function startGatewayContext (request: FastifyRequest, reply: FastifyReply): Gat
     reject(reply, context, 400, 'blocked', `duplicate ${duplicate} header`)
     return null
   }
+  // Node's parser refuses HTTP/1 headers over 16 KiB (431); its HTTP/2 server only advertises
+  // the limit (docs/tls.md "The HTTPS listener"), so HTTP/2 requests are measured here.
+  if (request.raw.httpVersionMajor === 2 && headerBytes(request.raw.rawHeaders) > MAX_HEADER_BYTES) {
+    reject(reply, context, 431, 'blocked', `request headers exceed ${MAX_HEADER_BYTES} bytes`)
+    return null
+  }
   return context
 }
 
@@ -184,6 +227,15 @@ function passBodyThrough (request: FastifyRequest, _reply: FastifyReply, payload
   // Assigning undefined rather than delete keeps the headers object's shape (no dictionary mode).
   request.raw.headers['content-type'] = undefined
   done(null, payload)
+}
+
+/** The limit of the listeners (app.ts): 16 KiB of request headers. */
+const MAX_HEADER_BYTES = 16 * 1024
+
+function headerBytes (rawHeaders: readonly string[]): number {
+  let bytes = 0
+  for (const part of rawHeaders) bytes += part.length
+  return bytes
 }
 
 function duplicateSingleValuedHeader (rawHeaders: readonly string[]): string | null {

@@ -5,6 +5,7 @@ import { Pool } from 'undici'
 import { type Balancer, createBalancer } from '../lib/balancer.js'
 import { ActiveHealthCheck, DEFAULT_PASSIVE_HEALTH, type PassiveHealthOptions } from '../lib/health-check.js'
 import type { Route, RouteHealthCheck } from '../schemas/route.js'
+import { targetKey, type UpstreamTls, upstreamTlsOf } from '../lib/upstream-tls.js'
 import { type AttemptResult, Target } from '../lib/upstream-target.js'
 
 export { type AttemptResult, Target } from '../lib/upstream-target.js'
@@ -51,27 +52,35 @@ const upstreamsPlugin: FastifyPluginAsync<UpstreamsOptions> = async (app, option
   /** Per route id: the balancer keeps its smooth round-robin state while the route's targets stay the same. */
   const balancers = new Map<string, CompiledBalancer>()
   const probers = new Map<string, { key: string, check: ActiveHealthCheck }>()
+  /** The pool key of each target, to close pools no target uses any more. */
+  const poolKeys = new WeakMap<Target, string>()
   let retries = 0
 
-  function poolFor (origin: string): Pool {
-    let pool = pools.get(origin)
+  /** One pool per origin and TLS settings: a route's new upstreamTls gets a new pool on its next request. */
+  function poolFor (origin: string, tls: UpstreamTls | null): Pool {
+    const key = tls === null ? origin : `${origin}#${tls.key}`
+    let pool = pools.get(key)
     if (pool === undefined) {
       pool = new Pool(origin, {
         connections: options.connectionsPerOrigin ?? 128,
         connectTimeout: options.connectTimeoutMs ?? 5000,
         keepAliveTimeout: 4000,
-        pipelining: 1
+        pipelining: 1,
+        ...(tls === null ? {} : { connect: tls.connect })
       })
-      pools.set(origin, pool)
+      pools.set(key, pool)
     }
     return pool
   }
 
-  function targetFor (url: string): Target {
-    let target = targets.get(url)
+  /** Targets are shared by URL, and by TLS settings for https targets of routes with upstreamTls. */
+  function targetFor (url: string, tls: UpstreamTls | null = null): Target {
+    const key = targetKey(url, tls)
+    let target = targets.get(key)
     if (target === undefined) {
-      target = new Target(url, poolFor(new URL(url).origin), passive)
-      targets.set(url, target)
+      target = new Target(url, poolFor(new URL(url).origin, tls), passive)
+      targets.set(key, target)
+      poolKeys.set(target, tls === null ? target.origin : `${target.origin}#${tls.key}`)
     }
     return target
   }
@@ -82,7 +91,7 @@ const upstreamsPlugin: FastifyPluginAsync<UpstreamsOptions> = async (app, option
     if (existing !== undefined && existing.signature === signature) return existing
     const compiled = {
       signature,
-      balancer: createBalancer(route.loadBalancing, route.targets.map(({ url, weight }) => ({ target: targetFor(url), weight })))
+      balancer: createBalancer(route.loadBalancing, route.targets.map(({ url, weight }) => ({ target: targetFor(url, upstreamTlsOf(route, url)), weight })))
     }
     balancers.set(route.id, compiled)
     return compiled
@@ -90,8 +99,13 @@ const upstreamsPlugin: FastifyPluginAsync<UpstreamsOptions> = async (app, option
 
   function sync (routes: readonly Route[]): void {
     const wanted = new Set<string>()
-    for (const route of routes) for (const { url } of route.targets) wanted.add(url)
-    for (const url of wanted) targetFor(url)
+    for (const route of routes) {
+      for (const { url } of route.targets) {
+        const tls = upstreamTlsOf(route, url)
+        wanted.add(targetKey(url, tls))
+        targetFor(url, tls)
+      }
+    }
 
     const ids = new Set<string>()
     for (const route of routes) {
@@ -102,11 +116,11 @@ const upstreamsPlugin: FastifyPluginAsync<UpstreamsOptions> = async (app, option
 
     syncProbers(routes)
 
-    for (const url of targets.keys()) if (!wanted.has(url)) targets.delete(url)
-    const liveOrigins = new Set([...targets.values()].map((target) => target.origin))
-    for (const [origin, pool] of pools) {
-      if (!liveOrigins.has(origin)) {
-        pools.delete(origin)
+    for (const key of targets.keys()) if (!wanted.has(key)) targets.delete(key)
+    const livePools = new Set([...targets.values()].map((target) => poolKeys.get(target)))
+    for (const [key, pool] of pools) {
+      if (!livePools.has(key)) {
+        pools.delete(key)
         // close() lets requests still on this pool finish.
         pool.close().catch(() => {})
       }
@@ -119,9 +133,14 @@ const upstreamsPlugin: FastifyPluginAsync<UpstreamsOptions> = async (app, option
    */
   function syncProbers (routes: readonly Route[]): void {
     const wanted = new Map<string, RouteHealthCheck>()
+    const tlsOf = new Map<string, UpstreamTls | null>()
     for (const route of routes) {
       if (!route.enabled || route.healthCheck === null) continue
-      for (const { url } of route.targets) if (!wanted.has(url)) wanted.set(url, route.healthCheck)
+      for (const { url } of route.targets) {
+        if (wanted.has(url)) continue
+        wanted.set(url, route.healthCheck)
+        tlsOf.set(url, upstreamTlsOf(route, url))
+      }
     }
     for (const [url, running] of probers) {
       const config = wanted.get(url)
@@ -132,7 +151,7 @@ const upstreamsPlugin: FastifyPluginAsync<UpstreamsOptions> = async (app, option
     }
     for (const [url, config] of wanted) {
       if (probers.has(url)) continue
-      const check = new ActiveHealthCheck(targetFor(url), config, (target, healthy, reason) => {
+      const check = new ActiveHealthCheck(targetFor(url, tlsOf.get(url) ?? null), config, (target, healthy, reason) => {
         app.log[healthy ? 'info' : 'warn']({ target: target.url, reason }, healthy ? 'active health check: target up' : 'active health check: target down')
       })
       probers.set(url, { key: JSON.stringify(config), check })
@@ -161,14 +180,14 @@ const upstreamsPlugin: FastifyPluginAsync<UpstreamsOptions> = async (app, option
       const now = Date.now()
       let soonest = Infinity
       for (const { url } of route.targets) {
-        const target = targets.get(url)
+        const target = targets.get(targetKey(url, upstreamTlsOf(route, url)))
         if (target !== undefined) soonest = Math.min(soonest, target.waitMs(now))
       }
       return Number.isFinite(soonest) ? Math.max(1, Math.ceil(soonest / 1000)) : 1
     },
     countRetry () { retries++ },
     targets: () => targets.values(),
-    target: (url) => targets.get(url),
+    target: (url) => targets.get(url) ?? [...targets.values()].find((target) => target.url === url),
     healthCheck: (url) => probers.get(url)?.check
   }
 
@@ -184,6 +203,7 @@ const upstreamsPlugin: FastifyPluginAsync<UpstreamsOptions> = async (app, option
 
 function balancerSignature (route: Route): string {
   let signature = route.loadBalancing
+  if (route.upstreamTls !== null) signature += ` tls=${JSON.stringify(route.upstreamTls)}`
   for (const { url, weight } of route.targets) signature += ` ${weight}*${url}`
   return signature
 }

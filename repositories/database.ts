@@ -19,6 +19,8 @@ export interface Database {
   config_revisions: ConfigRevisionsTable
   config_revision_blobs: ConfigRevisionBlobsTable
   config_revision_sections: ConfigRevisionSectionsTable
+  certificates: CertificatesTable
+  certificate_snis: CertificateSnisTable
 }
 
 export interface CachePurgesTable {
@@ -160,4 +162,22 @@ export interface ConfigRevisionSectionsTable {
   revision: number
   section: string
   blob_id: string
+}
+
+export interface CertificatesTable {
+  id: string
+  name: string
+  /** PEM chain, leaf first. */
+  cert: string
+  /** PEM private key, sealed with SECRET_KEY (lib/secret-box.ts) when it is set, else in clear. */
+  key: string
+  created_at: string
+  updated_at: string
+}
+export type CertificateRow = Selectable<CertificatesTable>
+
+export interface CertificateSnisTable {
+  /** Lower-case host name or `*.` wildcard; unique across certificates. */
+  sni: string
+  certificate_id: string
 }

@@ -8,8 +8,11 @@ type Executor = Kysely<Database> | Transaction<Database>
 /** Everything of a route except the columns that have their own place. */
 type RouteSpec = Omit<Route, 'id' | 'name' | 'path' | 'enabled' | 'createdAt' | 'updatedAt'>
 
+/** Fields added after a route may have been stored take their defaults. */
+const ADDED_FIELD_DEFAULTS: Partial<RouteSpec> = { httpsRedirect: false, upstreamTls: null, websocket: false }
+
 export function rowToRoute (row: RouteRow): Route {
-  const spec = JSON.parse(row.spec) as RouteSpec
+  const spec = { ...ADDED_FIELD_DEFAULTS, ...JSON.parse(row.spec) as Partial<RouteSpec> } as RouteSpec
   return {
     id: row.id,
     name: row.name,

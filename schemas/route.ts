@@ -76,6 +76,21 @@ export const CacheSchema = Type.Object({
   staleIfErrorSeconds: Type.Integer({ minimum: 0, maximum: 604_800, default: 0 }),
   store: Type.Union([Type.Literal('memory'), Type.Literal('redis')], { default: 'memory', description: 'redis needs REDIS_URL; shared by every instance' })
 }, { additionalProperties: false, examples: [{ ttlSeconds: 60, statuses: [200, 203, 204, 301, 404, 410], maxBodyBytes: 1_048_576, vary: [], staleWhileRevalidateSeconds: 0, staleIfErrorSeconds: 0, store: 'memory' }] })
+export const UpstreamTlsSchema = Type.Object({
+  verify: Type.Boolean({ default: true, description: 'verify the https target\'s certificate and name (false only for tests and trusted networks)' }),
+  ca: Type.Union([Type.String({ pattern: '-----BEGIN CERTIFICATE-----', maxLength: 262_144 }), Type.Null()], {
+    default: null,
+    description: 'PEM CA certificate(s) trusted instead of the system CAs'
+  }),
+  serverName: Type.Union([Type.String({ pattern: '^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$', maxLength: 253 }), Type.Null()], {
+    default: null,
+    description: 'SNI sent and name verified; null: the target URL\'s host'
+  })
+}, { additionalProperties: false, examples: [{ verify: true, ca: null, serverName: null }] })
+
+export const WebSocketOptionsSchema = Type.Object({
+  idleTimeoutMs: Type.Integer({ minimum: 1000, maximum: 86_400_000, default: 300_000, description: 'a tunnel without traffic in either direction for this long is closed' })
+}, { additionalProperties: false })
 
 /** The fields a client may set; shared by create (with required ones) and patch. */
 const routeFields = {
@@ -96,7 +111,14 @@ const routeFields = {
   cors: Type.Union([CorsSchema, Type.Null()], { default: null }),
   ...transformFields,
   cache: Type.Union([CacheSchema, Type.Null()], { default: null }),
-  enabled: Type.Boolean({ default: true })
+  enabled: Type.Boolean({ default: true }),
+  httpsRedirect: Type.Boolean({ default: false, description: 'requests on the plain listener are answered 308 to the same URL on https (TLS_PORT unless 443)' }),
+  upstreamTls: Type.Union([UpstreamTlsSchema, Type.Null()], { default: null, description: 'how https targets are verified; null: against the system CAs, by the URL\'s host' }),
+  websocket: Type.Union([Type.Boolean(), WebSocketOptionsSchema], {
+    default: false,
+    description: 'WebSocket upgrades allowed on this route: true means {"idleTimeoutMs": 300000}',
+    examples: [true, { idleTimeoutMs: 60000 }]
+  })
 }
 
 /** POST and PUT body. timeoutMs and bodyLimit default to UPSTREAM_TIMEOUT_MS / BODY_LIMIT. */
@@ -149,3 +171,4 @@ export type RouteRateLimit = Static<typeof RateLimitSchema>
 export type RouteCors = Static<typeof CorsSchema>
 export type RouteCache = Static<typeof CacheSchema>
 export type RouteHealthCheck = Static<typeof HealthCheckSchema>
+export type RouteUpstreamTls = Static<typeof UpstreamTlsSchema>

@@ -16,7 +16,8 @@ const SECTION_OF: Readonly<Record<string, string>> = {
   filter: 'filters',
   consumer: 'consumers',
   'api-key': 'consumers',
-  'basic-credential': 'consumers'
+  'basic-credential': 'consumers',
+  certificate: 'certificates'
 }
 
 /** applyConfigChangeWithRevision (plugins/config-history.ts) for an admin call that answers with what it wrote. */

@@ -8,6 +8,7 @@ import { checkBody } from '../../schemas/defaults.js'
 import auditAdmin from './audit.js'
 import cacheAdmin from './cache.js'
 import configHistoryAdmin from './config-history.js'
+import certificatesAdmin from './certificates.js'
 import consumersAdmin from './consumers.js'
 import filtersAdmin from './filters.js'
 import instancesAdmin from './instances.js'
@@ -48,6 +49,7 @@ export default async function admin (app: FastifyInstance): Promise<void> {
   await app.register(routesAdmin, { prefix: '/routes' })
   await app.register(consumersAdmin, { prefix: '/consumers' })
   await app.register(filtersAdmin, { prefix: '/filters' })
+  await app.register(certificatesAdmin, { prefix: '/certificates' })
   await app.register(rateLimitsAdmin, { prefix: '/rate-limits' })
   await app.register(systemAdmin)
   await app.register(configHistoryAdmin, { prefix: '/config' })

@@ -44,7 +44,7 @@ const systemAdmin: FastifyPluginAsyncTypebox = async (app) => {
     schema: {
       tags: ['system'],
       security,
-      summary: 'Every route, filter and consumer as one document',
+      summary: 'Every route, filter, consumer, certificate and egress rule as one document (no secrets)',
       description: 'Answered with an ETag naming the configuration revision; send it back in If-Match on PUT.',
       response: { 200: documentSchema, 401: ErrorSchema }
     }
@@ -62,7 +62,7 @@ const systemAdmin: FastifyPluginAsyncTypebox = async (app) => {
       security,
       summary: 'Replace the whole configuration, all-or-nothing (or preview it with dryRun=true)',
       description: 'Validated whole first; then every section is replaced in one transaction, recorded as one revision (source config-import). ' +
-        'What the document omits is deleted; consumers that stay (matched by name) keep their credentials. ' +
+        'What the document omits is deleted; consumers that stay (matched by name) keep their credentials, certificates that stay keep their private key. ' +
         'If-Match: the ETag of GET /admin/config; 412 when the configuration changed since. ' +
         '`dryRun=true`: answers the diff it would apply (with the ETag it was computed against) and changes nothing.',
       querystring: Type.Object({ dryRun: Type.Optional(Type.Boolean({ default: false, description: 'true: answer the diff, change nothing' })) }, { additionalProperties: false }),

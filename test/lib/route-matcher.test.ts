@@ -23,6 +23,9 @@ function route (fields: Partial<Route> & { path: string }): Route {
     cors: null,
     cache: null,
     enabled: true,
+    httpsRedirect: false,
+    upstreamTls: null,
+    websocket: false,
     createdAt: '2026-01-01T00:00:00.000Z',
     updatedAt: '2026-01-01T00:00:00.000Z',
     ...fields

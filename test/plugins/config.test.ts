@@ -39,7 +39,9 @@ t.test('defaults are the README Configuration table', async (t) => {
     otelServiceName: 'gatehouse',
     secretKey: null,
     configRevisionsKeep: 1000,
-    configFile: null
+    configFile: null,
+    tlsPort: null,
+    tlsDefault: null
   })
 })
 
@@ -134,7 +136,10 @@ t.test('every variable is read', async (t) => {
     otelServiceName: 'edge',
     secretKey: 'a-secret-key-of-enough-length',
     configRevisionsKeep: 50,
-    configFile: './gatehouse.yaml'
+    configFile: './gatehouse.yaml',
+    // TLS_PORT and its files: test/tls/startup.test.ts (they need real certificate files).
+    tlsPort: null,
+    tlsDefault: null
   })
 })
 
@@ -225,7 +230,8 @@ t.test('.env.example and the README list every variable, and .env.example shows 
   const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')
   const variables = ['PORT', 'HOST', 'DATABASE_URL', 'ADMIN_TOKEN', 'ADMIN_AUTH_MAX_FAILURES', 'ADMIN_CORS_ORIGINS', 'REDIS_URL', 'REDIS_TIMEOUT_MS', 'TRUST_PROXY', 'WORKERS', 'LOG_LEVEL',
     'BODY_LIMIT', 'UPSTREAM_TIMEOUT_MS', 'RATE_LIMIT_MAX', 'RATE_LIMIT_WINDOW_MS', 'CORS_ORIGINS', 'AUDIT_RETENTION_DAYS',
-    'HEADERS_TIMEOUT_MS', 'REQUEST_TIMEOUT_MS', 'KEEP_ALIVE_TIMEOUT_MS', 'MAX_CONNECTIONS', 'SEND_TIMEOUT_MS', 'SHUTDOWN_DELAY_MS', 'SHUTDOWN_GRACE_MS', 'SERVER_TIMING']
+    'HEADERS_TIMEOUT_MS', 'REQUEST_TIMEOUT_MS', 'KEEP_ALIVE_TIMEOUT_MS', 'MAX_CONNECTIONS', 'SEND_TIMEOUT_MS', 'SHUTDOWN_DELAY_MS', 'SHUTDOWN_GRACE_MS', 'SERVER_TIMING',
+    'TLS_PORT', 'TLS_CERT_FILE', 'TLS_KEY_FILE', 'SECRET_KEY']
   for (const name of variables) {
     t.match(example, new RegExp(`^#? ?${name}=`, 'm'), `.env.example has ${name}`)
     t.match(readme, new RegExp('`' + name + '`'), `README has ${name}`)

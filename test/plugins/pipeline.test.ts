@@ -121,7 +121,7 @@ t.test('a request failing several stages gets the answer of the first in the con
 
 t.test('a stage that cannot compile fails its route closed (503) and leaves the others alone', async (t) => {
   const { app, url, bare, guarded } = await setup(t)
-  app.routeTable.addStage('https-redirect', (route) => {
+  app.routeTable.addStage('websocket', (route) => {
     if (route.id === guarded.id) throw new Error('broken stage')
     return null
   })
@@ -160,22 +160,18 @@ t.test('stages change the request going upstream and filter the streamed answer,
   const { app, url } = await startGateway(t)
   const route = await createRoute(app, { name: 'filtered', path: '/f', stripPath: true, targets: [{ url: upstream.url, weight: 1 }] })
   const bodyBytes: number[] = []
-  // Test stages in slots no policy fills yet (the real transforms and compression are policies/).
-  app.routeTable.addStage('https-redirect', (compiled) => compiled.id !== route.id
+  // A test stage in the one slot no policy fills (WebSocket upgrades are handled at route match; the
+  // real transforms and compression are in policies/).
+  app.routeTable.addStage('websocket', (compiled) => compiled.id !== route.id
     ? null
     : {
-        name: 'https-redirect',
+        name: 'websocket',
         onUpstreamRequest (_request, upstreamRequest) {
           if (upstreamRequest.path === '/refuse') return new GatewayError(400, 'GW_TEST_REFUSED', 'refused by a test stage')
           upstreamRequest.path = `/moved${upstreamRequest.path}`
           upstreamRequest.headers.push('x-stage-tag', 'tagged')
           return null
-        }
-      })
-  app.routeTable.addStage('websocket', (compiled) => compiled.id !== route.id
-    ? null
-    : {
-        name: 'websocket',
+        },
         onResponseHead (_request, head) { head['x-seen-by'] = 'compression' },
         onResponseBody (_request, _statusCode, head) {
           // An upper-casing filter: the length stays, but a real one (compression) would drop it.

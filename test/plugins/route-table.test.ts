@@ -9,7 +9,7 @@ function route (name: string, path: string): Route {
     id: name, name, path, hosts: [], methods: [], stripPath: false, preserveHost: false,
     targets: [{ url: 'http://127.0.0.1:9', weight: 1 }], loadBalancing: 'round-robin', healthCheck: null,
     timeoutMs: 1000, retries: 0, bodyLimit: 1024, auth: { type: 'none' }, rateLimit: null, cors: null, cache: null,
-    enabled: true, createdAt: '2026-01-01T00:00:00.000Z', updatedAt: '2026-01-01T00:00:00.000Z'
+    enabled: true, httpsRedirect: false, upstreamTls: null, websocket: false, createdAt: '2026-01-01T00:00:00.000Z', updatedAt: '2026-01-01T00:00:00.000Z'
   }
 }
 
@@ -21,6 +21,8 @@ async function tableWithManualLoads (t: Test) {
   await app.register(fp(async (app) => {
     app.decorate('configChanges', { onChange: async () => {}, track: async () => {} } as never)
   }, { name: 'config-changes' }))
+  // The route table registers the routes section of GET/PUT /admin/config; not exercised here.
+  await app.register(fp(async (app) => { app.decorate('configSections', { add () {} } as never) }, { name: 'config-sections' }))
   await app.register(routeTable, { load: async () => await new Promise<Route[]>((resolve) => pending.push(resolve)) })
   await app.ready()
   t.teardown(() => app.close())

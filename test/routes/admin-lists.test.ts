@@ -1,5 +1,6 @@
 import t, { type Test } from 'tap'
 import { adminHeaders, createApiKey, createConsumer, createRoute, httpRequest, postgresDatabase, startGateway, startUpstream } from '../helper.js'
+import { makeCertificate } from '../tls-helper.js'
 
 const MAX_OFFSET = 1_000_000_000
 
@@ -20,14 +21,16 @@ async function checkLists (t: Test, databaseUrl?: string): Promise<void> {
   await createConsumer(app, 'alice')
   await createApiKey(app, 'alice')
   await app.inject({ method: 'POST', url: '/admin/filters', headers: adminHeaders, payload: { action: 'deny', ip: '203.0.113.7' } })
+  const certificate = makeCertificate(t, { cn: 'one.example.com' })
+  await app.inject({ method: 'POST', url: '/admin/certificates', headers: adminHeaders, payload: { name: 'one', cert: certificate.cert, key: certificate.key } })
 
-  // Four admin changes: their audit rows are written in batches, within about 50 ms.
-  for (let i = 0; i < 100 && (await app.inject({ url: '/admin/audit/logs', headers: adminHeaders })).json().total < 4; i++) {
+  // Five admin changes: their audit rows are written in batches, within about 50 ms.
+  for (let i = 0; i < 100 && (await app.inject({ url: '/admin/audit/logs', headers: adminHeaders })).json().total < 5; i++) {
     await new Promise((resolve) => setTimeout(resolve, 20))
   }
 
   const lists = await listEndpoints(url)
-  t.same(lists, ['/admin/audit/logs', '/admin/config/revisions', '/admin/consumers', '/admin/consumers/alice/keys', '/admin/filters', '/admin/routes'], 'every list endpoint')
+  t.same(lists, ['/admin/audit/logs', '/admin/certificates', '/admin/config/revisions', '/admin/consumers', '/admin/consumers/alice/keys', '/admin/filters', '/admin/routes'], 'every list endpoint')
   for (const list of lists) {
     for (const offset of ['9223372036854775807', String(MAX_OFFSET + 1), '1e300']) {
       const tooDeep = await httpRequest(`${url}${list}?offset=${offset}`, { headers: adminHeaders })
@@ -37,8 +40,8 @@ async function checkLists (t: Test, databaseUrl?: string): Promise<void> {
     const deepest = await httpRequest(`${url}${list}?offset=${MAX_OFFSET}&limit=1000`, { headers: adminHeaders })
     t.equal(deepest.statusCode, 200, `${list}: the deepest offset is an empty page`)
     t.same(deepest.json().items, [])
-    // Four admin changes: four audit rows and four configuration revisions.
-    t.equal(deepest.json().total, ['/admin/audit/logs', '/admin/config/revisions'].includes(list) ? 4 : 1, `${list}: total still counts everything`)
+    // Five admin changes: five audit rows and five configuration revisions.
+    t.equal(deepest.json().total, ['/admin/audit/logs', '/admin/config/revisions'].includes(list) ? 5 : 1, `${list}: total still counts everything`)
     const first = await httpRequest(`${url}${list}?limit=1`, { headers: adminHeaders })
     t.equal(first.json().items.length, 1, `${list}: limit applies`)
     const unknown = await httpRequest(`${url}${list}?sort=name`, { headers: adminHeaders })

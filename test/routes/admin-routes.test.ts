@@ -185,7 +185,10 @@ t.test('a route has every default filled in', async (t) => {
     compression: null,
     securityHeaders: false,
     cache: null,
-    enabled: true
+    enabled: true,
+    httpsRedirect: false,
+    upstreamTls: null,
+    websocket: false
   })
   const jwt = await createRoute(app, { name: 'jwt', path: '/jwt', targets: [target], auth: { type: 'jwt', jwksUrl: 'https://id.example.com/jwks' } as never })
   t.same(jwt.auth, { type: 'jwt', secret: null, secretSet: false, jwksUrl: 'https://id.example.com/jwks', consumerClaim: 'sub' })

@@ -37,7 +37,7 @@ t.test('POST /admin/reload rereads routes from the database', async (t) => {
   await insertRoute(app.db, {
     id: 'manual', name: 'manual', path: '/manual', hosts: [], methods: [], stripPath: false, preserveHost: false,
     targets: [{ url: upstream.url, weight: 1 }], loadBalancing: 'round-robin', healthCheck: null, timeoutMs: 1000,
-    retries: 0, bodyLimit: 1000, auth: { type: 'none' }, rateLimit: null, cors: null, cache: null, enabled: true, createdAt: now, updatedAt: now
+    retries: 0, bodyLimit: 1000, auth: { type: 'none' }, rateLimit: null, cors: null, cache: null, enabled: true, httpsRedirect: false, upstreamTls: null, websocket: false, createdAt: now, updatedAt: now
   })
   await new Promise((resolve) => setTimeout(resolve, 300))
   t.equal((await httpRequest(`${url}/manual`)).statusCode, 404, 'not loaded yet')
