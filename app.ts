@@ -10,6 +10,7 @@ import configChanges from './plugins/config-changes.js'
 import configSections from './plugins/config-sections.js'
 import connectionCap from './plugins/connection-cap.js'
 import db from './plugins/db.js'
+import egress, { type EgressOptions } from './plugins/egress.js'
 import errorHandler from './plugins/error-handler.js'
 import filters from './plugins/filters.js'
 import health from './plugins/health.js'
@@ -58,6 +59,8 @@ export interface BuildOptions {
   auditRequests?: boolean
   /** Audit queue tuning (batch size, queue bound, retention cadence); tests shrink them. */
   audit?: Omit<AuditOptions, 'recordRequests'>
+  /** Forward-proxy tuning (connect and DNS timeouts, pool size); tests shorten them. */
+  egress?: EgressOptions
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
@@ -139,6 +142,8 @@ export async function buildApp (config: Readonly<Config>, options: BuildOptions 
   await app.register(accessLog)
   // Route auth: its stage compiled on every route-table swap, credentials on every config change.
   await app.register(auth, options.auth ?? {})
+  // The forward proxy (EGRESS_PORT): its own listener, opened by server.ts; rules, auth, audit.
+  await app.register(egress, options.egress ?? {})
   await app.register(adminAuth)
   await app.register(swagger, { version })
 

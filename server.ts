@@ -46,6 +46,14 @@ async function serve (config: Readonly<Config>): Promise<void> {
     await app.close().catch(() => {})
     fail(`cannot listen on ${config.host}:${config.port}: ${(err as Error).message}`)
   }
+  if (config.egressPort !== null) {
+    try {
+      await app.egress.listen(config.egressPort, config.host)
+    } catch (err) {
+      await app.close().catch(() => {})
+      fail(`cannot listen on ${config.host}:${config.egressPort} (EGRESS_PORT): ${(err as Error).message}`)
+    }
+  }
 }
 
 function fail (message: string): never {

@@ -37,6 +37,15 @@ export interface Config {
   sendTimeoutMs: number
   shutdownDelayMs: number
   shutdownGraceMs: number
+  /** Forward-proxy listener port (docs/egress.md); null: no egress listener. */
+  egressPort: number | null
+  /** "basic": Proxy-Authorization checked against consumers' basic credentials; "none": open proxy. */
+  egressAuth: 'basic' | 'none'
+  /** What a destination that no egress rule matches gets. */
+  egressDefault: 'allow' | 'deny'
+  egressMaxConnections: number
+  /** A tunnel with no bytes either way for this long is closed. */
+  egressIdleTimeoutMs: number
 }
 
 export class ConfigError extends Error {
@@ -91,6 +100,18 @@ export function loadConfig (env: Env): Readonly<Config> {
     throw new ConfigError('HEADERS_TIMEOUT_MS', `must not exceed REQUEST_TIMEOUT_MS (${requestTimeoutMs}), got ${headersTimeoutMs}`)
   }
 
+  const egressAuth = read('EGRESS_AUTH') ?? 'basic'
+  if (egressAuth !== 'basic' && egressAuth !== 'none') throw new ConfigError('EGRESS_AUTH', `must be basic or none, got "${egressAuth}"`)
+  const egressDefault = read('EGRESS_DEFAULT') ?? 'allow'
+  if (egressDefault !== 'allow' && egressDefault !== 'deny') throw new ConfigError('EGRESS_DEFAULT', `must be allow or deny, got "${egressDefault}"`)
+  const egressCache = read('EGRESS_CACHE') ?? 'false'
+  if (egressCache !== 'false') {
+    // The response cache (docs/egress.md "Caching") is not part of this build yet.
+    throw new ConfigError('EGRESS_CACHE', egressCache === 'true'
+      ? 'true is not supported yet: this build has no response cache for egress traffic; unset it or set false'
+      : `must be false (true is not supported yet), got "${egressCache}"`)
+  }
+
   return Object.freeze({
     port: integer('PORT', 8080, 0, 65535),
     host: read('HOST') ?? '0.0.0.0',
@@ -116,7 +137,12 @@ export function loadConfig (env: Env): Readonly<Config> {
     // Node's timers take at most 2^31-1 ms.
     sendTimeoutMs: integer('SEND_TIMEOUT_MS', 60_000, 1, 2_147_483_647),
     shutdownDelayMs: integer('SHUTDOWN_DELAY_MS', 0, 0),
-    shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', 25_000, 0)
+    shutdownGraceMs: integer('SHUTDOWN_GRACE_MS', 25_000, 0),
+    egressPort: read('EGRESS_PORT') === undefined ? null : integer('EGRESS_PORT', 0, 0, 65535),
+    egressAuth,
+    egressDefault,
+    egressMaxConnections: integer('EGRESS_MAX_CONNECTIONS', 10_000, 1, 1_000_000),
+    egressIdleTimeoutMs: integer('EGRESS_IDLE_TIMEOUT_MS', 300_000, 1, 2_147_483_647)
   })
 }
 

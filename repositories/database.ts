@@ -14,6 +14,7 @@ export interface Database {
   api_keys: ApiKeysTable
   basic_credentials: BasicCredentialsTable
   filters: FiltersTable
+  egress_rules: EgressRulesTable
 }
 
 export interface RoutesTable {
@@ -104,3 +105,19 @@ export interface FiltersTable {
   created_at: string
 }
 export type FilterRow = Selectable<FiltersTable>
+
+export interface EgressRulesTable {
+  id: string
+  /** "deny" | "allow" */
+  action: string
+  /** Lower-case host name or "*.suffix", or null for a cidr-only rule. */
+  host: string | null
+  /** Canonical address or CIDR, or null for a host-only rule. */
+  cidr: string | null
+  /** JSON array of port numbers; "[]": every port. */
+  ports: string
+  expires_at: string | null
+  reason: string
+  created_at: string
+}
+export type EgressRuleRow = Selectable<EgressRulesTable>

@@ -35,7 +35,15 @@ const ProcessStatusSchema = Type.Object({
     queueDepth: Type.Integer({ description: 'rows waiting to be written' }),
     dropped: Type.Integer({ description: 'rows dropped since start because the queue was full' })
   }),
-  redis: RedisStatusSchema
+  redis: RedisStatusSchema,
+  egress: Type.Object({
+    activeTunnels: Type.Integer({ description: 'CONNECT tunnels open now' }),
+    activeRequests: Type.Integer({ description: 'forward-proxy HTTP requests in flight now' }),
+    bytesIn: Type.Integer({ description: 'bytes from clients: request bodies and tunnel traffic towards destinations' }),
+    bytesOut: Type.Integer({ description: 'bytes to clients: answers and tunnel traffic from destinations' }),
+    allowed: Type.Integer({ description: 'requests and tunnels admitted to a destination' }),
+    blocked: Type.Integer({ description: 'requests and tunnels refused by an egress rule, the private-address check or the CONNECT port rule' })
+  }, { description: 'the forward proxy (EGRESS_PORT, docs/egress.md); all 0 when it is off' })
 })
 
 /** One worker's own numbers in a WORKERS > 1 answer: everything but version and targets. */

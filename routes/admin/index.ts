@@ -7,6 +7,7 @@ import { sendContinue } from '../../lib/expect-continue.js'
 import { checkBody } from '../../schemas/defaults.js'
 import auditAdmin from './audit.js'
 import consumersAdmin from './consumers.js'
+import egressRulesAdmin from './egress-rules.js'
 import filtersAdmin from './filters.js'
 import rateLimitsAdmin from './rate-limits.js'
 import routesAdmin from './routes.js'
@@ -45,6 +46,7 @@ export default async function admin (app: FastifyInstance): Promise<void> {
   await app.register(routesAdmin, { prefix: '/routes' })
   await app.register(consumersAdmin, { prefix: '/consumers' })
   await app.register(filtersAdmin, { prefix: '/filters' })
+  await app.register(egressRulesAdmin, { prefix: '/egress-rules' })
   await app.register(rateLimitsAdmin, { prefix: '/rate-limits' })
   await app.register(systemAdmin)
   await app.register(auditAdmin, { prefix: '/audit' })

@@ -52,7 +52,8 @@ const statusAdmin: FastifyPluginAsyncTypebox = async (app) => {
       blocked: traffic.blocked,
       targets,
       audit: { queueDepth: app.audit.queueDepth, dropped: app.audit.dropped },
-      redis: app.redis.status()
+      redis: app.redis.status(),
+      egress: { ...app.egress.stats }
     }
   }
 
