@@ -91,16 +91,21 @@ export class EgressRuleSet {
     }
     const special = specialRange(address)
     const needsPort = check.tunnel && check.port !== CONNECT_DEFAULT_PORT
-    let admitted: CompiledRule | null = null
+    /** An allow rule matched but does not list the CONNECT port: the port is what refuses. */
+    let onlyThePort = false
     for (const rule of this.allow) {
       if (!matches(rule, check, address, now)) continue
       if (special !== null && rule.cidr === null) continue
-      if (needsPort && (rule.ports === null || !rule.ports.has(check.port))) continue
-      admitted = rule
-      break
+      if (needsPort && (rule.ports === null || !rule.ports.has(check.port))) {
+        onlyThePort = true
+        continue
+      }
+      return null
     }
-    if (admitted !== null) return null
     const shown = check.name === null ? text : `${check.name} (${text})`
+    if (onlyThePort) {
+      return { reason: 'port', message: `CONNECT to port ${check.port} is refused: only ${CONNECT_DEFAULT_PORT} unless an allow rule lists the port`, ruleId: null }
+    }
     if (special !== null) {
       return { reason: 'special_address', message: `${shown} is a ${special} address; only an allow rule with a cidr containing it admits it`, ruleId: null }
     }
