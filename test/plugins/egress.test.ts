@@ -270,7 +270,7 @@ t.test('a name resolving to 127.0.0.1 is refused without an allow rule, as are d
     t.equal(statusOf(answer), 403, `${host} refused`)
     t.match(jsonOf(answer).message, /(loopback|unspecified) address/, `${host}: the reason is named`)
   }
-  const connectAnswer = await raw(port, `CONNECT localhost:443 HTTP/1.1\r\nHost: localhost:443\r\n\r\n`, /\}$/)
+  const connectAnswer = await raw(port, 'CONNECT localhost:443 HTTP/1.1\r\nHost: localhost:443\r\n\r\n', /\}$/)
   t.equal(statusOf(connectAnswer), 403)
   t.equal(upstream.requests.length, 0)
   t.equal(echo.connections(), 0)
@@ -391,11 +391,11 @@ t.test('bad input is answered 400 and nothing is forwarded', async (t) => {
   await allowLoopback(app, [echo.port, upstream.port])
   const longHost = 'a'.repeat(10 * 1024)
   const cases: Array<[string, string]> = [
-    ['CONNECT without a port', `CONNECT 127.0.0.1 HTTP/1.1\r\nHost: x\r\n\r\n`],
+    ['CONNECT without a port', 'CONNECT 127.0.0.1 HTTP/1.1\r\nHost: x\r\n\r\n'],
     ['CONNECT to a path', `CONNECT 127.0.0.1:${echo.port}/x HTTP/1.1\r\nHost: x\r\n\r\n`],
     ['CONNECT with userinfo', `CONNECT u:p@127.0.0.1:${echo.port} HTTP/1.1\r\nHost: x\r\n\r\n`],
-    ['CONNECT port 0', `CONNECT 127.0.0.1:0 HTTP/1.1\r\nHost: x\r\n\r\n`],
-    ['CONNECT port 70000', `CONNECT 127.0.0.1:70000 HTTP/1.1\r\nHost: x\r\n\r\n`],
+    ['CONNECT port 0', 'CONNECT 127.0.0.1:0 HTTP/1.1\r\nHost: x\r\n\r\n'],
+    ['CONNECT port 70000', 'CONNECT 127.0.0.1:70000 HTTP/1.1\r\nHost: x\r\n\r\n'],
     ['CONNECT to a 10 KiB host', `CONNECT ${longHost}:443 HTTP/1.1\r\nHost: x\r\n\r\n`],
     ['absolute-form with userinfo', `GET http://user:pass@127.0.0.1:${upstream.port}/ HTTP/1.1\r\nHost: x\r\n\r\n`],
     ['absolute-form with a 10 KiB host', `GET http://${longHost}/ HTTP/1.1\r\nHost: x\r\n\r\n`],
