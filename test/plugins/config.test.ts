@@ -26,7 +26,12 @@ t.test('defaults are the README Configuration table', async (t) => {
     maxConnections: 10_000,
     sendTimeoutMs: 60_000,
     shutdownDelayMs: 0,
-    shutdownGraceMs: 25_000
+    shutdownGraceMs: 25_000,
+    egressPort: null,
+    egressAuth: 'basic',
+    egressDefault: 'allow',
+    egressMaxConnections: 10_000,
+    egressIdleTimeoutMs: 300_000
   })
 })
 
@@ -63,7 +68,13 @@ t.test('every variable is read', async (t) => {
     MAX_CONNECTIONS: '20',
     SEND_TIMEOUT_MS: '4500',
     SHUTDOWN_DELAY_MS: '5000',
-    SHUTDOWN_GRACE_MS: '6000'
+    SHUTDOWN_GRACE_MS: '6000',
+    EGRESS_PORT: '3128',
+    EGRESS_AUTH: 'none',
+    EGRESS_DEFAULT: 'deny',
+    EGRESS_MAX_CONNECTIONS: '30',
+    EGRESS_IDLE_TIMEOUT_MS: '7000',
+    EGRESS_CACHE: 'false'
   })
   t.same(config, {
     port: 9000,
@@ -89,7 +100,12 @@ t.test('every variable is read', async (t) => {
     maxConnections: 20,
     sendTimeoutMs: 4500,
     shutdownDelayMs: 5000,
-    shutdownGraceMs: 6000
+    shutdownGraceMs: 6000,
+    egressPort: 3128,
+    egressAuth: 'none',
+    egressDefault: 'deny',
+    egressMaxConnections: 30,
+    egressIdleTimeoutMs: 7000
   })
 })
 
@@ -179,10 +195,23 @@ t.test('.env.example and the README list every variable, and .env.example shows 
   const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8')
   const variables = ['PORT', 'HOST', 'DATABASE_URL', 'ADMIN_TOKEN', 'ADMIN_AUTH_MAX_FAILURES', 'ADMIN_CORS_ORIGINS', 'REDIS_URL', 'REDIS_TIMEOUT_MS', 'TRUST_PROXY', 'WORKERS', 'LOG_LEVEL',
     'BODY_LIMIT', 'UPSTREAM_TIMEOUT_MS', 'RATE_LIMIT_MAX', 'RATE_LIMIT_WINDOW_MS', 'CORS_ORIGINS', 'AUDIT_RETENTION_DAYS',
-    'HEADERS_TIMEOUT_MS', 'REQUEST_TIMEOUT_MS', 'KEEP_ALIVE_TIMEOUT_MS', 'MAX_CONNECTIONS', 'SEND_TIMEOUT_MS', 'SHUTDOWN_DELAY_MS', 'SHUTDOWN_GRACE_MS']
+    'HEADERS_TIMEOUT_MS', 'REQUEST_TIMEOUT_MS', 'KEEP_ALIVE_TIMEOUT_MS', 'MAX_CONNECTIONS', 'SEND_TIMEOUT_MS', 'SHUTDOWN_DELAY_MS', 'SHUTDOWN_GRACE_MS',
+    'EGRESS_PORT', 'EGRESS_AUTH', 'EGRESS_DEFAULT', 'EGRESS_MAX_CONNECTIONS', 'EGRESS_IDLE_TIMEOUT_MS', 'EGRESS_CACHE']
   for (const name of variables) {
     t.match(example, new RegExp(`^#? ?${name}=`, 'm'), `.env.example has ${name}`)
     t.match(readme, new RegExp('`' + name + '`'), `README has ${name}`)
   }
   t.same(loadConfig(envFileAdditions(example, {})), loadConfig({}), 'the values in .env.example are the defaults')
+})
+
+t.test('EGRESS_* settings: defaults, values, and refusals naming the variable', async (t) => {
+  t.match(loadConfig({}), { egressPort: null, egressAuth: 'basic', egressDefault: 'allow', egressMaxConnections: 10_000, egressIdleTimeoutMs: 300_000 })
+  t.match(loadConfig({ EGRESS_PORT: '3128', EGRESS_AUTH: 'none', EGRESS_DEFAULT: 'deny', EGRESS_MAX_CONNECTIONS: '50', EGRESS_IDLE_TIMEOUT_MS: '1000', EGRESS_CACHE: 'false' }),
+    { egressPort: 3128, egressAuth: 'none', egressDefault: 'deny', egressMaxConnections: 50, egressIdleTimeoutMs: 1000 })
+  t.throws(() => loadConfig({ EGRESS_PORT: 'proxy' }), /EGRESS_PORT: must be a whole number/)
+  t.throws(() => loadConfig({ EGRESS_AUTH: 'digest' }), /EGRESS_AUTH: must be basic or none/)
+  t.throws(() => loadConfig({ EGRESS_DEFAULT: 'maybe' }), /EGRESS_DEFAULT: must be allow or deny/)
+  t.throws(() => loadConfig({ EGRESS_MAX_CONNECTIONS: '0' }), /EGRESS_MAX_CONNECTIONS: must be between/)
+  t.throws(() => loadConfig({ EGRESS_CACHE: 'true' }), /EGRESS_CACHE: true is not supported yet/)
+  t.throws(() => loadConfig({ EGRESS_CACHE: 'yes' }), /EGRESS_CACHE: must be false/)
 })
