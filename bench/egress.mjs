@@ -7,7 +7,7 @@
 //
 //   npm run build
 //   ulimit -n 20000   # the gateway holds two sockets per tunnel
-//   node bench/egress.mjs memory [--connections 10000] [--tunnels 9500]
+//   node bench/egress.mjs memory [--connections 10000] [--tunnels 9500] [--tunnels-only]
 //   node bench/egress.mjs throughput [--mib 1024]
 //   node bench/egress.mjs rps [--seconds 10] [--connections 50]
 import { spawn } from 'node:child_process'
@@ -27,7 +27,8 @@ const { values, positionals } = parseArgs({
     connections: { type: 'string', default: '10000' },
     tunnels: { type: 'string', default: '9500' },
     mib: { type: 'string', default: '1024' },
-    seconds: { type: 'string', default: '10' }
+    seconds: { type: 'string', default: '10' },
+    'tunnels-only': { type: 'boolean', default: false }
   }
 })
 const mode = positionals[0] ?? 'memory'
@@ -141,20 +142,20 @@ if (mode === 'memory') {
   const base = await memory()
   console.log(`baseline rss ${(base.rss / 1048576).toFixed(1)} MiB`)
 
-  const count = Number(values.connections)
+  const count = values['tunnels-only'] ? 0 : Number(values.connections)
   const clients = await inBatches(count, () => openSocket(egressPort))
-  report(`${count} idle client connections, fresh`, count, base, await memory())
+  if (count > 0) report(`${count} idle client connections, fresh`, count, base, await memory())
   for (let i = 0; i < clients.length; i += 200) {
     await Promise.all(clients.slice(i, i + 200).map((socket) => new Promise((resolve) => {
       socket.once('data', () => resolve())
       socket.write(`GET http://127.0.0.1:${httpPort}/ HTTP/1.1\r\nHost: x\r\n\r\n`)
     })))
   }
-  report(`${count} kept alive after 1 request`, count, base, await memory())
+  if (count > 0) report(`${count} kept alive after 1 request`, count, base, await memory())
   for (const socket of clients) socket.destroy()
   await new Promise((resolve) => setTimeout(resolve, 3000))
-  const afterClients = await memory()
-  report('after closing them', count, base, afterClients)
+  const afterClients = count > 0 ? await memory() : base
+  if (count > 0) report('after closing them', count, base, afterClients)
 
   const tunnels = Number(values.tunnels)
   const open = await inBatches(tunnels, () => openTunnel(`127.0.0.1:${echoPort}`))

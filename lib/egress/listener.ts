@@ -54,7 +54,7 @@ export function createEgressListener (options: EgressListenerOptions): EgressLis
   const waiting = new Set<Socket>()
   let accepting = true
 
-  const front = createNetServer({ allowHalfOpen: true, pauseOnConnect: false }, (socket) => {
+  const front = createNetServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
     if (!accepting) return socket.destroy()
     waiting.add(socket)
     socket.setTimeout(options.headersTimeoutMs, onSilentTimeout)

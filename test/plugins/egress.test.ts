@@ -473,3 +473,32 @@ t.test('a rule added on one instance applies on another sharing the database wit
   await waitFor(async () => await get() === 200, 2000)
   t.ok(Date.now() - started < 1000, 'within 1 s')
 })
+
+t.test('tunnel backpressure: a destination that reads nothing stops the client\'s bytes at the socket buffers; all arrive once it reads', async (t) => {
+  const { app, port } = await startProxy(t)
+  let destination: Socket | null = null
+  let received = 0
+  const server = createNetServer((socket) => {
+    destination = socket
+    socket.pause()
+    socket.on('data', (chunk: Buffer) => { received += chunk.length })
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.teardown(() => new Promise<void>((resolve) => { (destination as Socket | null)?.destroy(); server.close(() => resolve()) }))
+  const destinationPort = (server.address() as { port: number }).port
+  await addRule(app, { action: 'allow', cidr: '127.0.0.1', ports: [destinationPort] })
+
+  const tunnel = await openTunnel(port, `127.0.0.1:${destinationPort}`)
+  const total = 64 * 1024 * 1024
+  tunnel.write(Buffer.alloc(total, 1))
+  await new Promise((resolve) => setTimeout(resolve, 1000))
+  // What the proxy did not read is still queued in the client: without backpressure the proxy
+  // would have read all 64 MiB into its own memory.
+  t.ok(tunnel.writableLength > total / 2, `${(tunnel.writableLength / 1048576).toFixed(1)} MiB of 64 still wait in the client while the destination reads nothing`)
+  t.equal(received, 0)
+  ;(destination as unknown as Socket).resume()
+  await waitFor(() => received === total, 20_000)
+  t.equal(received, total, 'every byte arrived once the destination read')
+  tunnel.destroy()
+})
