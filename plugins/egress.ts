@@ -394,7 +394,20 @@ const egressPlugin: FastifyPluginAsync<EgressOptions> = async (app, options) => 
         keepAliveTimeoutMs: config.keepAliveTimeoutMs,
         maxConnections: config.egressMaxConnections,
         onRequest,
-        onConnect
+        onConnect,
+        onClientError (socket, status, message) {
+          refusals.inc({ reason: 'bad_request' })
+          exchanges.inc({ kind: 'http', outcome: status === 431 ? 'too_large' : 'blocked' })
+          record({
+            requestId: randomUUID(),
+            startedAt: performance.now(),
+            clientIp: unmapIPv4(socket.remoteAddress ?? ''),
+            method: 'OTHER',
+            path: '',
+            userAgent: null,
+            consumer: null
+          }, status, status === 431 ? 'too_large' : 'blocked', 0, 0, message)
+        }
       })
       app.connectionCap.apply(listener.front, 'egress')
       listener.front.maxConnections = config.egressMaxConnections

@@ -17,6 +17,8 @@ export interface EgressListenerOptions {
   maxConnections: number
   onRequest: (request: IncomingMessage, response: ServerResponse) => void
   onConnect: (request: IncomingMessage, socket: Socket, head: Buffer) => void
+  /** What Node's parser refused (answered here with 400, 408 or 431 JSON), for the audit log. */
+  onClientError: (socket: Socket, status: number, message: string) => void
 }
 
 export interface EgressListener {
@@ -41,10 +43,12 @@ export function createEgressListener (options: EgressListenerOptions): EgressLis
   }, options.onRequest)
   http.on('connect', options.onConnect)
   http.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
-    if (!socket.writable || socket.destroyed) return socket.destroy()
     const [status, message] = err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
       ? [408, 'request not received in time']
       : err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'request headers exceed 16384 bytes'] : [400, 'malformed HTTP request']
+    // A reset while idle between requests is no request at all.
+    if (err.code !== 'ECONNRESET') options.onClientError(socket, status, message)
+    if (!socket.writable || socket.destroyed) return socket.destroy()
     const body = JSON.stringify({ statusCode: status, error: status === 408 ? 'Request Timeout' : status === 431 ? 'Request Header Fields Too Large' : 'Bad Request', message })
     socket.end(`HTTP/1.1 ${status} ${status === 408 ? 'Request Timeout' : status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
       `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)

@@ -502,3 +502,14 @@ t.test('tunnel backpressure: a destination that reads nothing stops the client\'
   t.equal(received, total, 'every byte arrived once the destination read')
   tunnel.destroy()
 })
+
+t.test('what the HTTP parser refuses on the egress listener is answered JSON and audited', async (t) => {
+  const { app, port } = await startProxy(t)
+  const malformed = await raw(port, 'GET http://127.0.0.1/ HTTP/1.1\r\nBad Header\r\n\r\n', /\}$/)
+  t.equal(statusOf(malformed), 400)
+  t.equal(jsonOf(malformed).statusCode, 400)
+  const huge = await raw(port, `GET http://127.0.0.1/ HTTP/1.1\r\nX-Big: ${'a'.repeat(20 * 1024)}\r\n\r\n`, /\}$/)
+  t.equal(statusOf(huge), 431)
+  const rows = await egressRows(app)
+  t.same(rows.map((row) => row.status).sort(), [400, 431])
+})
