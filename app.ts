@@ -14,6 +14,7 @@ import configSections from './plugins/config-sections.js'
 import dashboard from './plugins/dashboard.js'
 import connectionCap from './plugins/connection-cap.js'
 import db from './plugins/db.js'
+import egress, { type EgressOptions } from './plugins/egress.js'
 import errorHandler from './plugins/error-handler.js'
 import filters from './plugins/filters.js'
 import health from './plugins/health.js'
@@ -81,6 +82,8 @@ export interface BuildOptions {
   tracing?: TracingOptions
   /** Heartbeat period of GET /admin/instances; tests shorten it. */
   instances?: InstancesOptions
+  /** Forward-proxy tuning (connect and DNS timeouts, pool size); tests shorten them. */
+  egress?: EgressOptions
 }
 
 /** Request headers over this are answered 431 (docs/routing.md "Refused before routing"). */
@@ -185,6 +188,8 @@ export async function buildApp (config: Readonly<Config>, options: BuildOptions 
   await app.register(websocket)
   // Route auth: its stage compiled on every route-table swap, credentials on every config change.
   await app.register(auth, options.auth ?? {})
+  // The forward proxy (EGRESS_PORT): its own listener, opened by server.ts; rules, auth, audit.
+  await app.register(egress, options.egress ?? {})
   await app.register(adminAuth)
   // HTTPS certificates: the SNI table, reloaded on every config change (docs/tls.md).
   await app.register(certificates)

@@ -72,6 +72,14 @@ async function serve (config: Readonly<Config>): Promise<void> {
       fail(`cannot listen on ${config.host}:${config.tlsPort} (TLS_PORT): ${(err as Error).message}`)
     }
   }
+  if (config.egressPort !== null) {
+    try {
+      await app.egress.listen(config.egressPort, config.host)
+    } catch (err) {
+      await app.close().catch(() => {})
+      fail(`cannot listen on ${config.host}:${config.egressPort} (EGRESS_PORT): ${(err as Error).message}`)
+    }
+  }
 }
 
 /**

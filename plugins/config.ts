@@ -70,6 +70,15 @@ export interface Config {
   tlsPort: number | null
   /** The default certificate (TLS_CERT_FILE / TLS_KEY_FILE), read and checked at start; null without TLS_PORT. */
   tlsDefault: { cert: string, key: string } | null
+  /** Forward-proxy listener port (docs/egress.md); null: no egress listener. */
+  egressPort: number | null
+  /** "basic": Proxy-Authorization checked against consumers' basic credentials; "none": open proxy. */
+  egressAuth: 'basic' | 'none'
+  /** What a destination that no egress rule matches gets. */
+  egressDefault: 'allow' | 'deny'
+  egressMaxConnections: number
+  /** A tunnel with no bytes either way for this long is closed. */
+  egressIdleTimeoutMs: number
 }
 
 export class ConfigError extends Error {
@@ -164,6 +173,18 @@ export function loadConfig (env: Env): Readonly<Config> {
   }
   const tlsPort = read('TLS_PORT') === undefined ? null : integer('TLS_PORT', 0, 0, 65535)
 
+  const egressAuth = read('EGRESS_AUTH') ?? 'basic'
+  if (egressAuth !== 'basic' && egressAuth !== 'none') throw new ConfigError('EGRESS_AUTH', `must be basic or none, got "${egressAuth}"`)
+  const egressDefault = read('EGRESS_DEFAULT') ?? 'allow'
+  if (egressDefault !== 'allow' && egressDefault !== 'deny') throw new ConfigError('EGRESS_DEFAULT', `must be allow or deny, got "${egressDefault}"`)
+  const egressCache = read('EGRESS_CACHE') ?? 'false'
+  if (egressCache !== 'false') {
+    // The response cache (docs/egress.md "Caching") is not part of this build yet.
+    throw new ConfigError('EGRESS_CACHE', egressCache === 'true'
+      ? 'true is not supported yet: this build has no response cache for egress traffic; unset it or set false'
+      : `must be false (true is not supported yet), got "${egressCache}"`)
+  }
+
   return Object.freeze({
     port: integer('PORT', 8080, 0, 65535),
     host: read('HOST') ?? '0.0.0.0',
@@ -204,7 +225,12 @@ export function loadConfig (env: Env): Readonly<Config> {
     configRevisionsKeep: integer('CONFIG_REVISIONS_KEEP', 1000, 1, 1_000_000),
     configFile,
     tlsPort,
-    tlsDefault: tlsPort === null ? null : readDefaultCertificate(read('TLS_CERT_FILE'), read('TLS_KEY_FILE'))
+    tlsDefault: tlsPort === null ? null : readDefaultCertificate(read('TLS_CERT_FILE'), read('TLS_KEY_FILE')),
+    egressPort: read('EGRESS_PORT') === undefined ? null : integer('EGRESS_PORT', 0, 0, 65535),
+    egressAuth,
+    egressDefault,
+    egressMaxConnections: integer('EGRESS_MAX_CONNECTIONS', 10_000, 1, 1_000_000),
+    egressIdleTimeoutMs: integer('EGRESS_IDLE_TIMEOUT_MS', 300_000, 1, 2_147_483_647)
   })
 }
 

@@ -11,7 +11,7 @@ import { type AuditBatchReply, type AuditBatchRequest, type AuditWorkerData, fla
 export interface AuditEntry {
   id: number
   ts: string
-  eventType: 'request' | 'admin'
+  eventType: 'request' | 'admin' | 'egress'
   requestId: string | null
   traceId: string | null
   clientIp: string | null

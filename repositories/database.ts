@@ -21,6 +21,7 @@ export interface Database {
   config_revision_sections: ConfigRevisionSectionsTable
   certificates: CertificatesTable
   certificate_snis: CertificateSnisTable
+  egress_rules: EgressRulesTable
 }
 
 export interface CachePurgesTable {
@@ -181,3 +182,19 @@ export interface CertificateSnisTable {
   sni: string
   certificate_id: string
 }
+
+export interface EgressRulesTable {
+  id: string
+  /** "deny" | "allow" */
+  action: string
+  /** Lower-case host name or "*.suffix", or null for a cidr-only rule. */
+  host: string | null
+  /** Canonical address or CIDR, or null for a host-only rule. */
+  cidr: string | null
+  /** JSON array of port numbers; "[]": every port. */
+  ports: string
+  expires_at: string | null
+  reason: string
+  created_at: string
+}
+export type EgressRuleRow = Selectable<EgressRulesTable>

@@ -4,7 +4,9 @@ import { defaultsOptional } from './defaults.js'
 
 export const OUTCOMES = ['proxied', 'no_route', 'blocked', 'unauthorized', 'rate_limited', 'too_large', 'upstream_error', 'admin', 'cached'] as const
 const Outcome = Type.Union(OUTCOMES.map((outcome) => Type.Literal(outcome)))
-const EventType = Type.Union([Type.Literal('request'), Type.Literal('admin')])
+const EventType = Type.Union([Type.Literal('request'), Type.Literal('admin'), Type.Literal('egress')], {
+  description: 'request: proxied traffic; admin: a change through the admin API; egress: a forward-proxy request or tunnel (docs/egress.md)'
+})
 const Nullable = <T extends ReturnType<typeof Type.String> | ReturnType<typeof Type.Integer> | ReturnType<typeof Type.Number>>(schema: T) =>
   Type.Union([schema, Type.Null()])
 

@@ -45,7 +45,15 @@ const ProcessStatusSchema = Type.Object({
     dropped: Type.Integer({ description: 'queue full, refused by the sink, retries over 60 s, or unsent at shutdown' }),
     retries: Type.Integer({ description: 'batches sent again after a failure' }),
     lastError: Type.Union([Type.String(), Type.Null()], { description: 'the last failure, kept after the sink recovers' })
-  }), { description: 'one entry per LOG_SINKS sink (docs/logging.md); with WORKERS > 1 the answering worker\'s, each worker\'s under workers' })
+  }), { description: 'one entry per LOG_SINKS sink (docs/logging.md); with WORKERS > 1 the answering worker\'s, each worker\'s under workers' }),
+  egress: Type.Object({
+    activeTunnels: Type.Integer({ description: 'CONNECT tunnels open now' }),
+    activeRequests: Type.Integer({ description: 'forward-proxy HTTP requests in flight now' }),
+    bytesIn: Type.Integer({ description: 'bytes from clients: request bodies and tunnel traffic towards destinations' }),
+    bytesOut: Type.Integer({ description: 'bytes to clients: answers and tunnel traffic from destinations' }),
+    allowed: Type.Integer({ description: 'requests and tunnels admitted to a destination' }),
+    blocked: Type.Integer({ description: 'requests and tunnels refused by an egress rule, the private-address check or the CONNECT port rule' })
+  }, { description: 'the forward proxy (EGRESS_PORT, docs/egress.md); all 0 when it is off' })
 })
 
 /** One worker's own numbers in a WORKERS > 1 answer: everything but version and targets. */

@@ -1,6 +1,6 @@
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync } from 'fastify'
-import { BasicVerifier } from '../../lib/auth/basic.js'
+import { type BasicCredentials, BasicVerifier, type VerifyResult } from '../../lib/auth/basic.js'
 import { consumersConfigSection } from '../../lib/auth/config-section.js'
 import { CredentialStore } from '../../lib/auth/credential-store.js'
 import { JwksRegistry } from '../../lib/auth/jwt.js'
@@ -19,6 +19,8 @@ export interface Auth {
   readonly store: CredentialStore
   /** Verified basic credentials currently remembered (for tests and diagnostics). */
   readonly basicCacheSize: number
+  /** Consumers' basic credentials through the same cache and scrypt cap as routes (the egress proxy uses it). */
+  verifyBasic: (credentials: BasicCredentials) => VerifyResult
 }
 
 declare module 'fastify' {
@@ -88,7 +90,8 @@ const authPlugin: FastifyPluginAsync<AuthOptions> = async (app, options) => {
 
   app.decorate('auth', {
     get store () { return store },
-    get basicCacheSize () { return basic.cacheSize }
+    get basicCacheSize () { return basic.cacheSize },
+    verifyBasic: (credentials) => basic.verify(credentials)
   } satisfies Auth)
 }
 

@@ -42,6 +42,8 @@ export interface RateLimits {
    */
   reset: (ip: string) => Promise<{ counters: number, bans: number }>
   readonly store: RateLimitStore['kind']
+  /** Counts one hit against `key` in the same store (the egress proxy's consumer limits use "egress:…" keys). */
+  hit: (key: string, max: number, windowMs: number) => ReturnType<RateLimitStore['hit']>
   /** Requests let through because the Redis store or the cluster primary failed (fail open). */
   readonly failOpen: number
   /** Keys held by this process's memory store (0 with Redis or the cluster primary). */
@@ -165,6 +167,7 @@ const rateLimitPlugin: FastifyPluginAsync<RateLimitOptions> = async (app, option
       }
     },
     get store () { return store.kind },
+    hit: (key, max, windowMs) => store.hit(key, max, windowMs, 0),
     get failOpen () { return failOpen },
     get memoryKeys () { return memory?.windows.size ?? 0 }
   } satisfies RateLimits)

@@ -17,7 +17,8 @@ const SECTION_OF: Readonly<Record<string, string>> = {
   consumer: 'consumers',
   'api-key': 'consumers',
   'basic-credential': 'consumers',
-  certificate: 'certificates'
+  certificate: 'certificates',
+  'egress-rule': 'egressRules'
 }
 
 /** applyConfigChangeWithRevision (plugins/config-history.ts) for an admin call that answers with what it wrote. */

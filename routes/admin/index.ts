@@ -10,6 +10,7 @@ import cacheAdmin from './cache.js'
 import configHistoryAdmin from './config-history.js'
 import certificatesAdmin from './certificates.js'
 import consumersAdmin from './consumers.js'
+import egressRulesAdmin from './egress-rules.js'
 import filtersAdmin from './filters.js'
 import instancesAdmin from './instances.js'
 import rateLimitsAdmin from './rate-limits.js'
@@ -50,6 +51,7 @@ export default async function admin (app: FastifyInstance): Promise<void> {
   await app.register(consumersAdmin, { prefix: '/consumers' })
   await app.register(filtersAdmin, { prefix: '/filters' })
   await app.register(certificatesAdmin, { prefix: '/certificates' })
+  await app.register(egressRulesAdmin, { prefix: '/egress-rules' })
   await app.register(rateLimitsAdmin, { prefix: '/rate-limits' })
   await app.register(systemAdmin)
   await app.register(configHistoryAdmin, { prefix: '/config' })

@@ -52,7 +52,8 @@ const statusAdmin: FastifyPluginAsyncTypebox = async (app) => {
       audit: { queueDepth: app.audit.queueDepth, dropped: app.audit.dropped },
       redis: app.redis.status(),
       cache: app.cache.status(),
-      logSinks: app.logShipping.status()
+      logSinks: app.logShipping.status(),
+      egress: { ...app.egress.stats }
     }
   }
 

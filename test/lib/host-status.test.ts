@@ -19,7 +19,8 @@ function worker (n: number, targets: ProcessStatus['targets']): ProcessStatus {
     audit: { queueDepth: n, dropped: 0 },
     redis: { configured: false, up: false, since: null, consecutiveFailures: 0, lastError: null, bypassed: 0 },
     cache: { entries: n, bytes: 100 * n, hits: 0, misses: 0, stale: 0, bypass: 0, revalidated: 0 },
-    logSinks: []
+    logSinks: [],
+    egress: { activeTunnels: n, activeRequests: 0, bytesIn: 10 * n, bytesOut: 20 * n, allowed: 5 * n, blocked: n }
   }
 }
 
@@ -48,9 +49,10 @@ t.test('sums counters over the workers, keeps the host\'s identity and lists eac
     redis: one.redis,
     cache: { entries: 3, bytes: 300, hits: 0, misses: 0, stale: 0, bypass: 0, revalidated: 0 },
     logSinks: [],
+    egress: { activeTunnels: 3, activeRequests: 0, bytesIn: 30, bytesOut: 60, allowed: 15, blocked: 3 },
     workers: [
-      { workerId: 1, pid: 101, instanceId: 'host-1-abc', uptimeSeconds: 10, routes: 2, requests: one.requests, activeConnections: 1, maxConnections: 10_000, bytesIn: 1000, bytesOut: 2000, rateLimited: 3, blocked: 1, audit: one.audit, redis: one.redis, cache: one.cache, logSinks: [] },
-      { workerId: 2, pid: 102, instanceId: 'host-2-abc', uptimeSeconds: 20, routes: 2, requests: two.requests, activeConnections: 2, maxConnections: 10_000, bytesIn: 2000, bytesOut: 4000, rateLimited: 6, blocked: 2, audit: two.audit, redis: two.redis, cache: two.cache, logSinks: [] }
+      { workerId: 1, pid: 101, instanceId: 'host-1-abc', uptimeSeconds: 10, routes: 2, requests: one.requests, activeConnections: 1, maxConnections: 10_000, bytesIn: 1000, bytesOut: 2000, rateLimited: 3, blocked: 1, audit: one.audit, redis: one.redis, cache: one.cache, logSinks: [], egress: one.egress },
+      { workerId: 2, pid: 102, instanceId: 'host-2-abc', uptimeSeconds: 20, routes: 2, requests: two.requests, activeConnections: 2, maxConnections: 10_000, bytesIn: 2000, bytesOut: 4000, rateLimited: 6, blocked: 2, audit: two.audit, redis: two.redis, cache: two.cache, logSinks: [], egress: two.egress }
     ],
     unresponsiveWorkers: [{ workerId: 3, pid: 103 }]
   })

@@ -41,7 +41,12 @@ t.test('defaults are the README Configuration table', async (t) => {
     configRevisionsKeep: 1000,
     configFile: null,
     tlsPort: null,
-    tlsDefault: null
+    tlsDefault: null,
+    egressPort: null,
+    egressAuth: 'basic',
+    egressDefault: 'allow',
+    egressMaxConnections: 10_000,
+    egressIdleTimeoutMs: 300_000
   })
 })
 
@@ -97,7 +102,13 @@ t.test('every variable is read', async (t) => {
     OTEL_SERVICE_NAME: 'edge',
     SECRET_KEY: 'a-secret-key-of-enough-length',
     CONFIG_REVISIONS_KEEP: '50',
-    CONFIG_FILE: './gatehouse.yaml'
+    CONFIG_FILE: './gatehouse.yaml',
+    EGRESS_PORT: '3128',
+    EGRESS_AUTH: 'none',
+    EGRESS_DEFAULT: 'deny',
+    EGRESS_MAX_CONNECTIONS: '30',
+    EGRESS_IDLE_TIMEOUT_MS: '7000',
+    EGRESS_CACHE: 'false'
   })
   t.same(config, {
     port: 9000,
@@ -139,7 +150,12 @@ t.test('every variable is read', async (t) => {
     configFile: './gatehouse.yaml',
     // TLS_PORT and its files: test/tls/startup.test.ts (they need real certificate files).
     tlsPort: null,
-    tlsDefault: null
+    tlsDefault: null,
+    egressPort: 3128,
+    egressAuth: 'none',
+    egressDefault: 'deny',
+    egressMaxConnections: 30,
+    egressIdleTimeoutMs: 7000
   })
 })
 
@@ -231,7 +247,10 @@ t.test('.env.example and the README list every variable, and .env.example shows 
   const variables = ['PORT', 'HOST', 'DATABASE_URL', 'ADMIN_TOKEN', 'ADMIN_AUTH_MAX_FAILURES', 'ADMIN_CORS_ORIGINS', 'REDIS_URL', 'REDIS_TIMEOUT_MS', 'TRUST_PROXY', 'WORKERS', 'LOG_LEVEL',
     'BODY_LIMIT', 'UPSTREAM_TIMEOUT_MS', 'RATE_LIMIT_MAX', 'RATE_LIMIT_WINDOW_MS', 'CORS_ORIGINS', 'AUDIT_RETENTION_DAYS',
     'HEADERS_TIMEOUT_MS', 'REQUEST_TIMEOUT_MS', 'KEEP_ALIVE_TIMEOUT_MS', 'MAX_CONNECTIONS', 'SEND_TIMEOUT_MS', 'SHUTDOWN_DELAY_MS', 'SHUTDOWN_GRACE_MS', 'SERVER_TIMING',
-    'TLS_PORT', 'TLS_CERT_FILE', 'TLS_KEY_FILE', 'SECRET_KEY']
+    'CACHE_MEMORY_BYTES', 'ACCESS_LOG_FILE', 'ACCESS_LOG_ROTATE_BYTES', 'ACCESS_LOG_KEEP', 'LOG_SINKS', 'LOG_SINK_QUEUE',
+    'OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_TRACES_SAMPLER_ARG', 'OTEL_SERVICE_NAME', 'CONFIG_FILE', 'CONFIG_REVISIONS_KEEP',
+    'TLS_PORT', 'TLS_CERT_FILE', 'TLS_KEY_FILE', 'SECRET_KEY',
+    'EGRESS_PORT', 'EGRESS_AUTH', 'EGRESS_DEFAULT', 'EGRESS_MAX_CONNECTIONS', 'EGRESS_IDLE_TIMEOUT_MS', 'EGRESS_CACHE']
   for (const name of variables) {
     t.match(example, new RegExp(`^#? ?${name}=`, 'm'), `.env.example has ${name}`)
     t.match(readme, new RegExp('`' + name + '`'), `README has ${name}`)
@@ -244,4 +263,16 @@ t.test('SECRET_KEY, CONFIG_REVISIONS_KEEP and CONFIG_FILE are checked', async (t
   t.throws(() => loadConfig({ CONFIG_REVISIONS_KEEP: '0' }), new ConfigError('CONFIG_REVISIONS_KEEP', 'must be between 1 and 1000000, got 0'))
   t.throws(() => loadConfig({ CONFIG_FILE: './gatehouse.toml' }), new ConfigError('CONFIG_FILE', 'must name a .yaml, .yml or .json file, got "./gatehouse.toml"'))
   t.equal(loadConfig({ CONFIG_FILE: 'conf/gh.YML' }).configFile, 'conf/gh.YML')
+})
+
+t.test('EGRESS_* settings: defaults, values, and refusals naming the variable', async (t) => {
+  t.match(loadConfig({}), { egressPort: null, egressAuth: 'basic', egressDefault: 'allow', egressMaxConnections: 10_000, egressIdleTimeoutMs: 300_000 })
+  t.match(loadConfig({ EGRESS_PORT: '3128', EGRESS_AUTH: 'none', EGRESS_DEFAULT: 'deny', EGRESS_MAX_CONNECTIONS: '50', EGRESS_IDLE_TIMEOUT_MS: '1000', EGRESS_CACHE: 'false' }),
+    { egressPort: 3128, egressAuth: 'none', egressDefault: 'deny', egressMaxConnections: 50, egressIdleTimeoutMs: 1000 })
+  t.throws(() => loadConfig({ EGRESS_PORT: 'proxy' }), /EGRESS_PORT: must be a whole number/)
+  t.throws(() => loadConfig({ EGRESS_AUTH: 'digest' }), /EGRESS_AUTH: must be basic or none/)
+  t.throws(() => loadConfig({ EGRESS_DEFAULT: 'maybe' }), /EGRESS_DEFAULT: must be allow or deny/)
+  t.throws(() => loadConfig({ EGRESS_MAX_CONNECTIONS: '0' }), /EGRESS_MAX_CONNECTIONS: must be between/)
+  t.throws(() => loadConfig({ EGRESS_CACHE: 'true' }), /EGRESS_CACHE: true is not supported yet/)
+  t.throws(() => loadConfig({ EGRESS_CACHE: 'yes' }), /EGRESS_CACHE: must be false/)
 })

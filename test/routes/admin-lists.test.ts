@@ -23,14 +23,15 @@ async function checkLists (t: Test, databaseUrl?: string): Promise<void> {
   await app.inject({ method: 'POST', url: '/admin/filters', headers: adminHeaders, payload: { action: 'deny', ip: '203.0.113.7' } })
   const certificate = makeCertificate(t, { cn: 'one.example.com' })
   await app.inject({ method: 'POST', url: '/admin/certificates', headers: adminHeaders, payload: { name: 'one', cert: certificate.cert, key: certificate.key } })
+  await app.inject({ method: 'POST', url: '/admin/egress-rules', headers: adminHeaders, payload: { action: 'deny', host: 'example.com' } })
 
-  // Five admin changes: their audit rows are written in batches, within about 50 ms.
-  for (let i = 0; i < 100 && (await app.inject({ url: '/admin/audit/logs', headers: adminHeaders })).json().total < 5; i++) {
+  // Six admin changes: their audit rows are written in batches, within about 50 ms.
+  for (let i = 0; i < 100 && (await app.inject({ url: '/admin/audit/logs', headers: adminHeaders })).json().total < 6; i++) {
     await new Promise((resolve) => setTimeout(resolve, 20))
   }
 
   const lists = await listEndpoints(url)
-  t.same(lists, ['/admin/audit/logs', '/admin/certificates', '/admin/config/revisions', '/admin/consumers', '/admin/consumers/alice/keys', '/admin/filters', '/admin/routes'], 'every list endpoint')
+  t.same(lists, ['/admin/audit/logs', '/admin/certificates', '/admin/config/revisions', '/admin/consumers', '/admin/consumers/alice/keys', '/admin/egress-rules', '/admin/filters', '/admin/routes'], 'every list endpoint')
   for (const list of lists) {
     for (const offset of ['9223372036854775807', String(MAX_OFFSET + 1), '1e300']) {
       const tooDeep = await httpRequest(`${url}${list}?offset=${offset}`, { headers: adminHeaders })
@@ -40,8 +41,8 @@ async function checkLists (t: Test, databaseUrl?: string): Promise<void> {
     const deepest = await httpRequest(`${url}${list}?offset=${MAX_OFFSET}&limit=1000`, { headers: adminHeaders })
     t.equal(deepest.statusCode, 200, `${list}: the deepest offset is an empty page`)
     t.same(deepest.json().items, [])
-    // Five admin changes: five audit rows and five configuration revisions.
-    t.equal(deepest.json().total, ['/admin/audit/logs', '/admin/config/revisions'].includes(list) ? 5 : 1, `${list}: total still counts everything`)
+    // Six admin changes: six audit rows and six configuration revisions.
+    t.equal(deepest.json().total, ['/admin/audit/logs', '/admin/config/revisions'].includes(list) ? 6 : 1, `${list}: total still counts everything`)
     const first = await httpRequest(`${url}${list}?limit=1`, { headers: adminHeaders })
     t.equal(first.json().items.length, 1, `${list}: limit applies`)
     const unknown = await httpRequest(`${url}${list}?sort=name`, { headers: adminHeaders })
