@@ -330,7 +330,7 @@ export function upstreamPath (basePath: string, path: string): string {
   return joined === '' ? '/' : joined
 }
 
-export function appendForwardedFor (existing: string | undefined, peer: string | undefined): string {
+function appendForwardedFor (existing: string | undefined, peer: string | undefined): string {
   const address = unmapIPv4(peer ?? '')
   return existing === undefined || existing === '' ? address : `${existing}, ${address}`
 }

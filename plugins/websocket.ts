@@ -5,11 +5,10 @@ import fp from 'fastify-plugin'
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import { Gauge } from 'prom-client'
 import { gatewayErrors } from '../lib/errors.js'
-import { appendForwardedFor, stripPrefix, upstreamFailure, upstreamPath } from '../lib/forward.js'
+import { buildUpstreamRequest, upstreamFailure, upstreamPath } from '../lib/forward.js'
 import type { GatewayContext } from '../lib/gateway-context.js'
 import { rejectWith } from '../lib/gateway-reply.js'
-import { addUpstreamResponseHeaders, connectionNamedHeaders, upstreamRequestHeaders } from '../lib/proxy-headers.js'
-import { routePrefixOf } from '../lib/route-matcher.js'
+import { addUpstreamResponseHeaders } from '../lib/proxy-headers.js'
 import { upstreamTlsOf } from '../lib/upstream-tls.js'
 import { acceptFor } from '../lib/websocket-handshake.js'
 import { closeFrame, FrameBoundary, GOING_AWAY } from '../lib/websocket-frames.js'
@@ -105,22 +104,7 @@ const websocketPlugin: FastifyPluginAsync = async (app) => {
       settled = true
       target.inFlight--
     }
-    const path = route.stripPath ? stripPrefix(context.path, routePrefixOf(route)) : context.path
-    const flat = upstreamRequestHeaders({
-      rawHeaders: raw.rawHeaders,
-      connectionNamed: connectionNamedHeaders(raw.headers.connection),
-      stripped: context.strippedHeaders,
-      requestId: request.id,
-      forwardedFor: appendForwardedFor(raw.headers['x-forwarded-for'] as string | undefined, context.socket.remoteAddress),
-      forwardedProto: request.protocol,
-      forwardedHost: request.host,
-      via: raw.headers.via,
-      httpVersion: raw.httpVersion,
-      clientIp: context.clientIp,
-      host: route.preserveHost ? raw.headers.host : undefined,
-      consumerId: context.consumer?.id ?? null,
-      consumerName: context.consumer?.name ?? null
-    })
+    const { path, headers: flat } = buildUpstreamRequest(request, context, route)
     const headers: Record<string, string> = { connection: 'Upgrade', upgrade: 'websocket' }
     for (let i = 0; i < flat.length; i += 2) {
       const name = flat[i].toLowerCase()
