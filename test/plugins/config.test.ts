@@ -46,7 +46,8 @@ t.test('defaults are the README Configuration table', async (t) => {
     egressAuth: 'basic',
     egressDefault: 'allow',
     egressMaxConnections: 10_000,
-    egressIdleTimeoutMs: 300_000
+    egressIdleTimeoutMs: 300_000,
+    egressCache: false
   })
 })
 
@@ -108,7 +109,7 @@ t.test('every variable is read', async (t) => {
     EGRESS_DEFAULT: 'deny',
     EGRESS_MAX_CONNECTIONS: '30',
     EGRESS_IDLE_TIMEOUT_MS: '7000',
-    EGRESS_CACHE: 'false'
+    EGRESS_CACHE: 'true'
   })
   t.same(config, {
     port: 9000,
@@ -155,7 +156,8 @@ t.test('every variable is read', async (t) => {
     egressAuth: 'none',
     egressDefault: 'deny',
     egressMaxConnections: 30,
-    egressIdleTimeoutMs: 7000
+    egressIdleTimeoutMs: 7000,
+    egressCache: true
   })
 })
 
