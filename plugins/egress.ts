@@ -12,7 +12,7 @@ import type { ConsumerIdentity, Outcome } from '../lib/gateway-context.js'
 import { unmapIPv4 } from '../lib/ip.js'
 import { addUpstreamResponseHeaders } from '../lib/proxy-headers.js'
 import { countRawHeader } from '../lib/request-headers.js'
-import type { StoredHeaders } from '../lib/cache/entry.js'
+import { type CacheEntry, NOT_MODIFIED_HEADERS, notModified } from '../lib/cache/entry.js'
 import { EgressCache, type EgressLookup } from '../lib/egress/cache.js'
 import { type Destination, parseAbsoluteTarget, parseConnectTarget } from '../lib/egress/destination.js'
 import { type AnswerTap, forwardHttp } from '../lib/egress/forward-http.js'
@@ -372,9 +372,9 @@ const egressPlugin: FastifyPluginAsync<EgressOptions> = async (app, options) => 
       const method = request.method as string
       const lookup: EgressLookup | null = cache === null ? null : cache.lookup(method, request.headers, target, Date.now())
       if (lookup !== null && lookup.kind === 'hit') {
-        answerFromCache(request, response, lookup.entry.status, lookup.entry.headers, lookup.entry.body, lookup.ageSeconds)
+        const status = answerFromCache(request, response, lookup.entry, lookup.ageSeconds)
         exchanges.inc({ kind: 'http', outcome: 'cached' })
-        response.once('close', () => finish(response.writableFinished ? lookup.entry.status : 499, 'cached', 0, 'X-Cache-Status: HIT'))
+        response.once('close', () => finish(response.writableFinished ? status : 499, 'cached', 0, 'X-Cache-Status: HIT'))
         return
       }
       const result = await forwardHttp(agent, request, response, target, admission.addresses, config.upstreamTimeoutMs, lookup === null ? null : cacheTap(lookup, request))
@@ -402,7 +402,7 @@ const egressPlugin: FastifyPluginAsync<EgressOptions> = async (app, options) => 
   function cacheTap (lookup: Exclude<EgressLookup, { kind: 'hit' }>, request: IncomingMessage): AnswerTap {
     const started = Date.now()
     return (status, headers, head) => {
-      head['x-cache-status'] = lookup.kind === 'miss' ? 'MISS' : 'BYPASS'
+      head['x-cache-status'] = lookup.kind === 'miss' ? lookup.label : 'BYPASS'
       if (cache === null || lookup.kind !== 'miss' || !lookup.fill) return null
       return cache.recorder(lookup.key, request.headers, status, headers, started)
     }
@@ -493,15 +493,26 @@ function answerOnSocket (socket: Socket, exchange: Exchange, refusal: Refusal): 
   socket.resume()
 }
 
-/** A stored answer (HEAD: its head only), with its Age. */
-function answerFromCache (request: IncomingMessage, response: ServerResponse, status: number, headers: StoredHeaders, body: Buffer, age: number): void {
-  const head = addUpstreamResponseHeaders({}, headers as IncomingHttpHeaders)
+/** A stored answer (HEAD: its head only; 304 when the request's validators match), with its Age. Returns the status sent. */
+function answerFromCache (request: IncomingMessage, response: ServerResponse, entry: CacheEntry, age: number): number {
+  if (!request.complete) response.shouldKeepAlive = false
+  if (notModified(request.headers, entry)) {
+    const head: Record<string, string | string[]> = {}
+    for (const name of NOT_MODIFIED_HEADERS) {
+      const value = entry.headers[name]
+      if (value !== undefined) head[name] = value
+    }
+    response.writeHead(304, { ...head, age: String(age), 'x-cache-status': 'HIT', via: '1.1 gatehouse' })
+    response.end()
+    return 304
+  }
+  const head = addUpstreamResponseHeaders({}, entry.headers as IncomingHttpHeaders)
   head.age = String(age)
   head['x-cache-status'] = 'HIT'
-  if (status !== 204 && status !== 304) head['content-length'] = body.length
-  if (!request.complete) response.shouldKeepAlive = false
-  response.writeHead(status, head)
-  response.end(request.method === 'HEAD' || status === 204 ? undefined : body)
+  if (entry.status !== 204) head['content-length'] = entry.body.length
+  response.writeHead(entry.status, head)
+  response.end(request.method === 'HEAD' || entry.status === 204 ? undefined : entry.body)
+  return entry.status
 }
 
 function answerJson (request: IncomingMessage, response: ServerResponse, exchange: Exchange, refusal: Refusal): void {

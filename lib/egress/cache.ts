@@ -27,8 +27,8 @@ export type EgressLookup =
   /** The cache is not consulted nor filled (X-Cache-Status: BYPASS). */
   | { kind: 'bypass' }
   | { kind: 'hit', entry: CacheEntry, ageSeconds: number }
-  /** `fill`: a GET whose answer may be stored. */
-  | { kind: 'miss', key: CacheKey, fill: boolean }
+  /** `fill`: a GET whose answer may be stored; `label`: BYPASS for a no-cache request (not looked up, refreshes the entry). */
+  | { kind: 'miss', key: CacheKey, fill: boolean, label: 'MISS' | 'BYPASS' }
 
 /** Collects one answer's body while it streams to the client; stores it when complete and small enough. */
 export interface BodyRecorder {
@@ -50,7 +50,7 @@ export class EgressCache {
       const entry = this.store.get(key, headers, now)
       if (entry !== null && entry.freshUntil > now) return { kind: 'hit', entry, ageSeconds: ageSeconds(entry, now) }
     }
-    return { kind: 'miss', key, fill: method === 'GET' }
+    return { kind: 'miss', key, fill: method === 'GET', label: mode === 'normal' ? 'MISS' : 'BYPASS' }
   }
 
   /** A recorder for an answer to a `fill` miss, or null when the answer may not be stored. */

@@ -217,3 +217,34 @@ t.test('EGRESS_CACHE=false (the default) stores nothing and adds no X-Cache-Stat
   t.equal(app.cache.memory.entries, 0)
   t.notOk((await egressRows(app)).some((row) => row.outcome === 'cached'))
 })
+
+t.test('a conditional request a fresh entry satisfies gets 304 from the cache; a no-cache request refreshes the entry', async (t) => {
+  let version = 1
+  const upstream = await startUpstream(t, (req, res) => {
+    const body = `version ${version}`
+    res.writeHead(200, { 'cache-control': 'max-age=60', etag: `"v${version}"`, 'content-length': Buffer.byteLength(body) })
+    res.end(body)
+  })
+  const { app, port } = await startProxy(t)
+  const url = `http://127.0.0.1:${upstream.port}/doc`
+  await through(port, url)
+  const conditional = await through(port, url, { headers: { 'if-none-match': 'W/"v1"' } })
+  t.equal(conditional.status, 304)
+  t.equal(conditional.headers['x-cache-status'], 'HIT')
+  t.equal(conditional.headers.etag, '"v1"')
+  t.equal(conditional.body.length, 0)
+  const other = await through(port, url, { headers: { 'if-none-match': '"v0"' } })
+  t.equal(other.status, 200, 'a tag that does not match gets the stored answer')
+  t.equal(other.body.toString(), 'version 1')
+  t.equal(upstream.requests.length, 1)
+
+  version = 2
+  const refresh = await through(port, url, { headers: { 'cache-control': 'no-cache' } })
+  t.equal(refresh.headers['x-cache-status'], 'BYPASS')
+  t.equal(refresh.body.toString(), 'version 2')
+  const after = await through(port, url)
+  t.equal(after.headers['x-cache-status'], 'HIT')
+  t.equal(after.body.toString(), 'version 2', 'the no-cache request replaced the entry')
+  t.equal(upstream.requests.length, 2)
+  t.ok((await egressRows(app)).some((row) => row.outcome === 'cached' && row.status === 304))
+})
