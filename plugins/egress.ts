@@ -29,7 +29,9 @@ import { type EgressRule, type EgressRuleConfigItem, EgressRuleConfigItemSchema 
  * goes: Proxy-Authorization (EGRESS_AUTH=basic: consumers' basic credentials through route
  * auth's cache and scrypt cap) → the consumer's rateLimit (one hit) → egress rules on the name
  * → resolve → egress rules and the private-address check on every address → connect only to a
- * checked address. Every request and tunnel is one audit row with eventType "egress".
+ * checked address. With EGRESS_CACHE=true an admitted plain-HTTP GET/HEAD may then be answered
+ * from the response cache's memory store (lib/egress/cache.ts, docs/egress.md "Caching").
+ * Every request and tunnel is one audit row with eventType "egress".
  * The rules live in the egress_rules table and reach every instance like the filters do.
  */
 export interface EgressStats {
