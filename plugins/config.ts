@@ -79,6 +79,8 @@ export interface Config {
   egressMaxConnections: number
   /** A tunnel with no bytes either way for this long is closed. */
   egressIdleTimeoutMs: number
+  /** EGRESS_CACHE: plain-HTTP GET/HEAD answers through the forward proxy kept in the response cache's memory store. */
+  egressCache: boolean
 }
 
 export class ConfigError extends Error {
@@ -178,12 +180,7 @@ export function loadConfig (env: Env): Readonly<Config> {
   const egressDefault = read('EGRESS_DEFAULT') ?? 'allow'
   if (egressDefault !== 'allow' && egressDefault !== 'deny') throw new ConfigError('EGRESS_DEFAULT', `must be allow or deny, got "${egressDefault}"`)
   const egressCache = read('EGRESS_CACHE') ?? 'false'
-  if (egressCache !== 'false') {
-    // The response cache (docs/egress.md "Caching") is not part of this build yet.
-    throw new ConfigError('EGRESS_CACHE', egressCache === 'true'
-      ? 'true is not supported yet: this build has no response cache for egress traffic; unset it or set false'
-      : `must be false (true is not supported yet), got "${egressCache}"`)
-  }
+  if (egressCache !== 'true' && egressCache !== 'false') throw new ConfigError('EGRESS_CACHE', `must be true or false, got "${egressCache}"`)
 
   return Object.freeze({
     port: integer('PORT', 8080, 0, 65535),
@@ -230,7 +227,8 @@ export function loadConfig (env: Env): Readonly<Config> {
     egressAuth,
     egressDefault,
     egressMaxConnections: integer('EGRESS_MAX_CONNECTIONS', 10_000, 1, 1_000_000),
-    egressIdleTimeoutMs: integer('EGRESS_IDLE_TIMEOUT_MS', 300_000, 1, 2_147_483_647)
+    egressIdleTimeoutMs: integer('EGRESS_IDLE_TIMEOUT_MS', 300_000, 1, 2_147_483_647),
+    egressCache: egressCache === 'true'
   })
 }
 

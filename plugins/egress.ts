@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto'
-import { type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http'
+import { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse, STATUS_CODES } from 'node:http'
 import type { Socket } from 'node:net'
 import fp from 'fastify-plugin'
 import type { FastifyPluginAsync } from 'fastify'
@@ -10,9 +10,12 @@ import { parseBasicAuthorization } from '../lib/auth/basic.js'
 import { BusyError } from '../lib/auth/password.js'
 import type { ConsumerIdentity, Outcome } from '../lib/gateway-context.js'
 import { unmapIPv4 } from '../lib/ip.js'
+import { addUpstreamResponseHeaders } from '../lib/proxy-headers.js'
 import { countRawHeader } from '../lib/request-headers.js'
+import { type CacheEntry, NOT_MODIFIED_HEADERS, notModified } from '../lib/cache/entry.js'
+import { EgressCache, type EgressLookup } from '../lib/egress/cache.js'
 import { type Destination, parseAbsoluteTarget, parseConnectTarget } from '../lib/egress/destination.js'
-import { forwardHttp } from '../lib/egress/forward-http.js'
+import { type AnswerTap, forwardHttp } from '../lib/egress/forward-http.js'
 import { createEgressListener, type EgressListener } from '../lib/egress/listener.js'
 import { resolveAll } from '../lib/egress/resolve.js'
 import { buildEgressRule, EgressRuleSet, egressRuleProblem, egressRuleWithDefaults } from '../lib/egress/rules.js'
@@ -26,7 +29,9 @@ import { type EgressRule, type EgressRuleConfigItem, EgressRuleConfigItemSchema 
  * goes: Proxy-Authorization (EGRESS_AUTH=basic: consumers' basic credentials through route
  * auth's cache and scrypt cap) → the consumer's rateLimit (one hit) → egress rules on the name
  * → resolve → egress rules and the private-address check on every address → connect only to a
- * checked address. Every request and tunnel is one audit row with eventType "egress".
+ * checked address. With EGRESS_CACHE=true an admitted plain-HTTP GET/HEAD may then be answered
+ * from the response cache's memory store (lib/egress/cache.ts, docs/egress.md "Caching").
+ * Every request and tunnel is one audit row with eventType "egress".
  * The rules live in the egress_rules table and reach every instance like the filters do.
  */
 export interface EgressStats {
@@ -106,6 +111,8 @@ const egressPlugin: FastifyPluginAsync<EgressOptions> = async (app, options) => 
   const tunnels = new Set<() => void>()
   const agent = new Agent({ connections: options.connectionsPerOrigin ?? 64, connectTimeout: connectTimeoutMs, keepAliveTimeout: 4_000 })
   const mayWarn = atMostEvery(10_000)
+  // EGRESS_CACHE=true: the response cache's memory store, shared with routes (one CACHE_MEMORY_BYTES bound).
+  const cache = config.egressCache ? new EgressCache(app.cache.memory) : null
 
   const exchanges = new Counter({
     name: 'gatehouse_egress_requests_total',
@@ -364,9 +371,18 @@ const egressPlugin: FastifyPluginAsync<EgressOptions> = async (app, options) => 
       }
       exchange.consumer = admission.consumer
       stats.allowed++
-      const result = await forwardHttp(agent, request, response, target, admission.addresses, config.upstreamTimeoutMs)
+      const method = request.method as string
+      const lookup: EgressLookup | null = cache === null ? null : cache.lookup(method, request.headers, target, Date.now())
+      if (lookup !== null && lookup.kind === 'hit') {
+        const status = answerFromCache(request, response, lookup.entry, lookup.ageSeconds)
+        exchanges.inc({ kind: 'http', outcome: 'cached' })
+        response.once('close', () => finish(response.writableFinished ? status : 499, 'cached', 0, 'X-Cache-Status: HIT'))
+        return
+      }
+      const result = await forwardHttp(agent, request, response, target, admission.addresses, config.upstreamTimeoutMs, lookup === null ? null : cacheTap(lookup, request))
       const failure = result.failure
       if (failure === null) {
+        if (cache !== null && lookup?.kind === 'bypass' && method !== 'GET' && method !== 'HEAD' && result.status < 400) cache.invalidate(target)
         exchanges.inc({ kind: 'http', outcome: 'proxied' })
         return finish(result.status, 'proxied', result.bytesIn, null)
       }
@@ -382,6 +398,16 @@ const egressPlugin: FastifyPluginAsync<EgressOptions> = async (app, options) => 
       response.destroy()
       finish(502, 'upstream_error', 0, (err as Error).message)
     })
+  }
+
+  /** X-Cache-Status on what is forwarded; a GET miss's answer is recorded while it streams. */
+  function cacheTap (lookup: Exclude<EgressLookup, { kind: 'hit' }>, request: IncomingMessage): AnswerTap {
+    const started = Date.now()
+    return (status, headers, head) => {
+      head['x-cache-status'] = lookup.kind === 'miss' ? lookup.label : 'BYPASS'
+      if (cache === null || lookup.kind !== 'miss' || !lookup.fill) return null
+      return cache.recorder(lookup.key, request.headers, status, headers, started)
+    }
   }
 
   let listener: EgressListener | null = null
@@ -469,6 +495,28 @@ function answerOnSocket (socket: Socket, exchange: Exchange, refusal: Refusal): 
   socket.resume()
 }
 
+/** A stored answer (HEAD: its head only; 304 when the request's validators match), with its Age. Returns the status sent. */
+function answerFromCache (request: IncomingMessage, response: ServerResponse, entry: CacheEntry, age: number): number {
+  if (!request.complete) response.shouldKeepAlive = false
+  if (notModified(request.headers, entry)) {
+    const head: Record<string, string | string[]> = {}
+    for (const name of NOT_MODIFIED_HEADERS) {
+      const value = entry.headers[name]
+      if (value !== undefined) head[name] = value
+    }
+    response.writeHead(304, { ...head, age: String(age), 'x-cache-status': 'HIT', via: '1.1 gatehouse' })
+    response.end()
+    return 304
+  }
+  const head = addUpstreamResponseHeaders({}, entry.headers as IncomingHttpHeaders)
+  head.age = String(age)
+  head['x-cache-status'] = 'HIT'
+  if (entry.status !== 204) head['content-length'] = entry.body.length
+  response.writeHead(entry.status, head)
+  response.end(request.method === 'HEAD' || entry.status === 204 ? undefined : entry.body)
+  return entry.status
+}
+
 function answerJson (request: IncomingMessage, response: ServerResponse, exchange: Exchange, refusal: Refusal): void {
   if (response.headersSent) {
     response.destroy()
@@ -487,4 +535,4 @@ function answerJson (request: IncomingMessage, response: ServerResponse, exchang
   response.end(body)
 }
 
-export default fp(egressPlugin, { name: 'egress', dependencies: ['db', 'config-changes', 'config-sections', 'metrics', 'connection-cap', 'audit', 'auth', 'rate-limit'] })
+export default fp(egressPlugin, { name: 'egress', dependencies: ['db', 'config-changes', 'config-sections', 'metrics', 'connection-cap', 'audit', 'auth', 'rate-limit', 'cache'] })

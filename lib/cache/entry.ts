@@ -130,3 +130,30 @@ export function deserializeEntry (bytes: Buffer): CacheEntry | null {
     return null
   }
 }
+
+/** Headers a 304 carries over from the stored answer (RFC 9110 §15.4.5). */
+export const NOT_MODIFIED_HEADERS = ['cache-control', 'content-location', 'date', 'etag', 'expires', 'vary', 'last-modified']
+
+/** Whether a conditional request is satisfied by the entry (RFC 9110 §13.1.2, §13.1.3): answered 304. */
+export function notModified (request: IncomingHttpHeaders, entry: CacheEntry): boolean {
+  if (entry.status !== 200) return false
+  const ifNoneMatch = request['if-none-match']
+  if (ifNoneMatch !== undefined) {
+    const etag = entry.headers.etag
+    if (typeof etag !== 'string') return false
+    if (ifNoneMatch.trim() === '*') return true
+    const opaque = weakTag(etag)
+    return ifNoneMatch.split(',').some((tag) => weakTag(tag.trim()) === opaque)
+  }
+  const ifModifiedSince = request['if-modified-since']
+  if (ifModifiedSince === undefined) return false
+  const since = Date.parse(ifModifiedSince)
+  const modified = entry.headers['last-modified'] ?? entry.headers.date
+  const at = typeof modified === 'string' ? Date.parse(modified) : NaN
+  return !Number.isNaN(since) && !Number.isNaN(at) && at <= since
+}
+
+/** Weak comparison: W/"x" and "x" are the same tag. */
+function weakTag (tag: string): string {
+  return tag.startsWith('W/') ? tag.slice(2) : tag
+}

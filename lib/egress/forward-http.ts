@@ -1,8 +1,9 @@
-import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { Agent, Dispatcher } from 'undici'
-import { addUpstreamResponseHeaders, connectionNamedHeaders } from '../proxy-headers.js'
+import { addUpstreamResponseHeaders, connectionNamedHeaders, type ResponseHead } from '../proxy-headers.js'
+import type { BodyRecorder } from './cache.js'
 import type { AbsoluteTarget } from './destination.js'
 
 /**
@@ -19,6 +20,12 @@ export interface ForwardOutcome {
   /** null when the answer reached the client; otherwise why not (the caller answers if it still can). */
   failure: null | { status: 502 | 504, message: string } | { status: 499, message: string }
 }
+
+/**
+ * Called with the answer's status and headers before they are sent (EGRESS_CACHE=true): may add
+ * to the head sent on, and may return a recorder that sees the body as it streams.
+ */
+export type AnswerTap = (status: number, headers: IncomingHttpHeaders, head: ResponseHead) => BodyRecorder | null
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'host', 'expect', 'http2-settings'])
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT'])
@@ -46,7 +53,7 @@ export function egressRequestHeaders (request: IncomingMessage, target: Absolute
 
 export async function forwardHttp (
   agent: Agent, request: IncomingMessage, response: ServerResponse, target: AbsoluteTarget,
-  addresses: readonly string[], timeoutMs: number
+  addresses: readonly string[], timeoutMs: number, tap: AnswerTap | null = null
 ): Promise<ForwardOutcome> {
   const counter = { bytes: 0 }
   const hasBody = request.headers['transfer-encoding'] !== undefined || (request.headers['content-length'] !== undefined && request.headers['content-length'] !== '0')
@@ -79,9 +86,12 @@ export async function forwardHttp (
         break
       }
       const head = addUpstreamResponseHeaders({}, answer.headers as Record<string, string | string[]>)
+      const recorder = tap === null ? null : tap(answer.statusCode, answer.headers as IncomingHttpHeaders, head)
       response.writeHead(answer.statusCode, head)
+      if (recorder !== null) answer.body.on('data', recorder.chunk)
       try {
         await pipeline(answer.body, response)
+        recorder?.done()
       } catch (err) {
         response.destroy()
         return { status: answer.statusCode, bytesIn: counter.bytes, failure: { status: 499, message: `answer cut: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` } }

@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http'
 import { Transform, type TransformCallback } from 'node:stream'
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { type Freshness, requestCacheMode, type StoragePolicy, storability, varyNames } from '../../lib/cache/cache-control.js'
-import { ageSeconds, type CacheEntry, type CacheKey, storedHeaders, variantKey } from '../../lib/cache/entry.js'
+import { ageSeconds, type CacheEntry, type CacheKey, NOT_MODIFIED_HEADERS, notModified, storedHeaders, variantKey } from '../../lib/cache/entry.js'
 import type { Flight, Flights } from '../../lib/cache/flights.js'
 import type { CacheStore } from '../../lib/cache/store.js'
 import type { GatewayContext } from '../../lib/gateway-context.js'
@@ -46,8 +46,6 @@ type CachedRequest = FastifyRequest & { [kCache]?: CacheRequestState }
 
 const UNSAFE = new Set(['POST', 'PUT', 'PATCH', 'DELETE'])
 const VIA = '1.1 gatehouse'
-/** Headers a 304 carries over from the stored answer (RFC 9110 §15.4.5). */
-const NOT_MODIFIED_HEADERS = ['cache-control', 'content-location', 'date', 'etag', 'expires', 'vary', 'last-modified']
 
 /**
  * The route's response cache (docs/cache.md), or none when `cache` is null. Lookup runs after
@@ -376,30 +374,6 @@ function validatorsOf (entry: CacheEntry): Validators | null {
   const etag = typeof entry.headers.etag === 'string' ? entry.headers.etag : null
   const lastModified = typeof entry.headers['last-modified'] === 'string' ? entry.headers['last-modified'] : null
   return etag === null && lastModified === null ? null : { etag, lastModified }
-}
-
-/** Whether a conditional request is satisfied by the entry (RFC 9110 §13.1.2, §13.1.3): answered 304. */
-function notModified (request: IncomingHttpHeaders, entry: CacheEntry): boolean {
-  if (entry.status !== 200) return false
-  const ifNoneMatch = request['if-none-match']
-  if (ifNoneMatch !== undefined) {
-    const etag = entry.headers.etag
-    if (typeof etag !== 'string') return false
-    if (ifNoneMatch.trim() === '*') return true
-    const opaque = weakTag(etag)
-    return ifNoneMatch.split(',').some((tag) => weakTag(tag.trim()) === opaque)
-  }
-  const ifModifiedSince = request['if-modified-since']
-  if (ifModifiedSince === undefined) return false
-  const since = Date.parse(ifModifiedSince)
-  const modified = entry.headers['last-modified'] ?? entry.headers.date
-  const at = typeof modified === 'string' ? Date.parse(modified) : NaN
-  return !Number.isNaN(since) && !Number.isNaN(at) && at <= since
-}
-
-/** Weak comparison: W/"x" and "x" are the same tag. */
-function weakTag (tag: string): string {
-  return tag.startsWith('W/') ? tag.slice(2) : tag
 }
 
 function quietly (result: void | number | Promise<unknown>): void {

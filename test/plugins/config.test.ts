@@ -46,7 +46,8 @@ t.test('defaults are the README Configuration table', async (t) => {
     egressAuth: 'basic',
     egressDefault: 'allow',
     egressMaxConnections: 10_000,
-    egressIdleTimeoutMs: 300_000
+    egressIdleTimeoutMs: 300_000,
+    egressCache: false
   })
 })
 
@@ -108,7 +109,7 @@ t.test('every variable is read', async (t) => {
     EGRESS_DEFAULT: 'deny',
     EGRESS_MAX_CONNECTIONS: '30',
     EGRESS_IDLE_TIMEOUT_MS: '7000',
-    EGRESS_CACHE: 'false'
+    EGRESS_CACHE: 'true'
   })
   t.same(config, {
     port: 9000,
@@ -155,7 +156,8 @@ t.test('every variable is read', async (t) => {
     egressAuth: 'none',
     egressDefault: 'deny',
     egressMaxConnections: 30,
-    egressIdleTimeoutMs: 7000
+    egressIdleTimeoutMs: 7000,
+    egressCache: true
   })
 })
 
@@ -266,13 +268,14 @@ t.test('SECRET_KEY, CONFIG_REVISIONS_KEEP and CONFIG_FILE are checked', async (t
 })
 
 t.test('EGRESS_* settings: defaults, values, and refusals naming the variable', async (t) => {
-  t.match(loadConfig({}), { egressPort: null, egressAuth: 'basic', egressDefault: 'allow', egressMaxConnections: 10_000, egressIdleTimeoutMs: 300_000 })
+  t.match(loadConfig({}), { egressPort: null, egressAuth: 'basic', egressDefault: 'allow', egressMaxConnections: 10_000, egressIdleTimeoutMs: 300_000, egressCache: false })
+  t.equal(loadConfig({ EGRESS_CACHE: 'true' }).egressCache, true)
   t.match(loadConfig({ EGRESS_PORT: '3128', EGRESS_AUTH: 'none', EGRESS_DEFAULT: 'deny', EGRESS_MAX_CONNECTIONS: '50', EGRESS_IDLE_TIMEOUT_MS: '1000', EGRESS_CACHE: 'false' }),
-    { egressPort: 3128, egressAuth: 'none', egressDefault: 'deny', egressMaxConnections: 50, egressIdleTimeoutMs: 1000 })
+    { egressPort: 3128, egressAuth: 'none', egressDefault: 'deny', egressMaxConnections: 50, egressIdleTimeoutMs: 1000, egressCache: false })
   t.throws(() => loadConfig({ EGRESS_PORT: 'proxy' }), /EGRESS_PORT: must be a whole number/)
   t.throws(() => loadConfig({ EGRESS_AUTH: 'digest' }), /EGRESS_AUTH: must be basic or none/)
   t.throws(() => loadConfig({ EGRESS_DEFAULT: 'maybe' }), /EGRESS_DEFAULT: must be allow or deny/)
   t.throws(() => loadConfig({ EGRESS_MAX_CONNECTIONS: '0' }), /EGRESS_MAX_CONNECTIONS: must be between/)
-  t.throws(() => loadConfig({ EGRESS_CACHE: 'true' }), /EGRESS_CACHE: true is not supported yet/)
-  t.throws(() => loadConfig({ EGRESS_CACHE: 'yes' }), /EGRESS_CACHE: must be false/)
+  t.throws(() => loadConfig({ EGRESS_CACHE: 'yes' }), /EGRESS_CACHE: must be true or false, got "yes"/)
+  t.throws(() => loadConfig({ EGRESS_CACHE: 'TRUE' }), /EGRESS_CACHE: must be true or false/)
 })
