@@ -1,5 +1,5 @@
 import { useEffect, useState } from 'preact/hooks'
-import { api, hasQueryParameter, listIfAvailable } from './api.js'
+import { api, hasQueryParameter, listIfAvailable, query } from './api.js'
 import { formatNumber, formatTime, html, Notice, Unavailable } from './ui.js'
 
 export function InstancesPage () {
@@ -48,6 +48,17 @@ function localDiff (current, next) {
   return changes
 }
 
+/** A diff's changes ({creating, updating, deleting}) as counts and one line per item. */
+function Changes ({ changes }) {
+  const count = (list) => list?.length ?? 0
+  return html`<p>${count(changes.creating)} to create, ${count(changes.updating)} to update, ${count(changes.deleting)} to delete.</p>
+    <ul>
+      ${(changes.creating ?? []).map((change) => html`<li>creating ${label(change)}</li>`)}
+      ${(changes.updating ?? []).map((change) => html`<li>updating ${label(change)}</li>`)}
+      ${(changes.deleting ?? []).map((change) => html`<li>deleting ${label(change)}</li>`)}
+    </ul>`
+}
+
 function label (change) { return `${change.kind} ${typeof change.name === 'string' && change.name.length < 80 ? change.name : '(unnamed)'}` }
 
 export function ConfigPage () {
@@ -57,6 +68,8 @@ export function ConfigPage () {
   const [preview, setPreview] = useState(null)
   const [message, setMessage] = useState(null)
   const [revisions, setRevisions] = useState(null)
+  const [diffRange, setDiffRange] = useState({ from: '', to: '' })
+  const [revisionDiff, setRevisionDiff] = useState(null)
 
   async function loadRevisions () {
     try { setRevisions(await listIfAvailable('/admin/config/revisions?limit=20')) } catch (err) { setMessage({ error: true, text: err.message }) }
@@ -110,12 +123,25 @@ export function ConfigPage () {
     } catch (err) { setMessage({ error: true, text: err.message }) }
   }
 
+  async function compareRevisions (event) {
+    event.preventDefault()
+    setRevisionDiff(null)
+    try {
+      const from = diffRange.from.trim()
+      const to = diffRange.to.trim()
+      if (!/^\d+$/.test(from)) throw new Error('from: a revision number (0 is the empty configuration).')
+      if (to !== '' && !/^\d+$/.test(to)) throw new Error('to: a revision number, or empty for the newest.')
+      const diff = await api('GET', `/admin/config/diff${query({ from, to })}`)
+      setRevisionDiff({ from, to: to === '' ? 'newest' : to, changes: diff.changes })
+      setMessage(null)
+    } catch (err) { setMessage({ error: true, text: err.message }) }
+  }
+
   async function readFile (event) {
     const file = event.currentTarget.files?.[0]
     if (file) setText(await file.text())
   }
 
-  const count = (list) => list?.length ?? 0
   return html`
     <h1 tabindex="-1">Config</h1>
     <${Notice} message=${message} />
@@ -132,13 +158,7 @@ export function ConfigPage () {
         <textarea id="config-document" rows="10" value=${text} onInput=${(e) => { setText(e.currentTarget.value); setPreview(null) }}></textarea></div>
       <div class="row"><button type="button" onClick=${previewImport}>Preview changes</button>
         <button type="button" class="danger" disabled=${preview === null} onClick=${applyImport}>Apply import</button></div>
-      ${preview ? html`<div data-testid="preview"><h2>Changes</h2>
-        <p>${count(preview.creating)} to create, ${count(preview.updating)} to update, ${count(preview.deleting)} to delete.</p>
-        <ul>
-          ${(preview.creating ?? []).map((change) => html`<li>creating ${label(change)}</li>`)}
-          ${(preview.updating ?? []).map((change) => html`<li>updating ${label(change)}</li>`)}
-          ${(preview.deleting ?? []).map((change) => html`<li>deleting ${label(change)}</li>`)}
-        </ul></div>` : null}
+      ${preview ? html`<div data-testid="preview"><h2>Changes</h2><${Changes} changes=${preview} /></div>` : null}
     </section>
     <section class="panel" aria-labelledby="revisions-title">
       <h2 id="revisions-title">Revisions</h2>
@@ -149,6 +169,12 @@ export function ConfigPage () {
           <td>${item.summary ? `${item.summary.created ?? 0} created, ${item.summary.updated ?? 0} updated, ${item.summary.deleted ?? 0} deleted` : ''}</td>
           <td class="actions"><button type="button" class="danger" onClick=${() => rollback(item.revision)}>Roll back to ${item.revision}</button></td></tr>`)}</tbody>
       </table></div>`}
+      ${revisions ? html`<form class="row" onSubmit=${compareRevisions} aria-label="Compare revisions">
+        <div class="field"><label for="diff-from">from</label><input id="diff-from" inputmode="numeric" value=${diffRange.from} onInput=${(e) => setDiffRange({ ...diffRange, from: e.currentTarget.value })} /></div>
+        <div class="field"><label for="diff-to">to</label><input id="diff-to" inputmode="numeric" placeholder="newest" value=${diffRange.to} onInput=${(e) => setDiffRange({ ...diffRange, to: e.currentTarget.value })} /></div>
+        <div class="field"><button type="submit">Compare revisions</button></div>
+      </form>` : null}
+      ${revisionDiff ? html`<div data-testid="revision-diff"><h2>From revision ${revisionDiff.from} to ${revisionDiff.to}</h2><${Changes} changes=${revisionDiff.changes} /></div>` : null}
     </section>
   `
 }
