@@ -1,5 +1,6 @@
 import { useEffect, useState } from 'preact/hooks'
 import { api, hasQueryParameter, listIfAvailable, query } from './api.js'
+import { Diff } from './audit.js'
 import { formatNumber, formatTime, html, Notice, Unavailable } from './ui.js'
 
 export function InstancesPage () {
@@ -27,6 +28,8 @@ export function InstancesPage () {
 }
 
 const ignored = new Set(['id', 'createdAt', 'updatedAt'])
+/** An item without the fields the gateway does not compare (docs/config-history.md "Diff"). */
+const compared = (entity) => entity && typeof entity === 'object' ? Object.fromEntries(Object.entries(entity).filter(([key]) => !ignored.has(key))) : entity
 const comparable = (entity) => JSON.stringify(Object.fromEntries(Object.entries(entity).filter(([key]) => !ignored.has(key)).sort(([a], [b]) => a.localeCompare(b))))
 const keyOf = (entity) => entity.name ?? entity.id ?? comparable(entity)
 
@@ -53,9 +56,10 @@ function Changes ({ changes }) {
   const count = (list) => list?.length ?? 0
   return html`<p>${count(changes.creating)} to create, ${count(changes.updating)} to update, ${count(changes.deleting)} to delete.</p>
     <ul>
-      ${(changes.creating ?? []).map((change) => html`<li>creating ${label(change)}</li>`)}
-      ${(changes.updating ?? []).map((change) => html`<li>updating ${label(change)}</li>`)}
-      ${(changes.deleting ?? []).map((change) => html`<li>deleting ${label(change)}</li>`)}
+      ${(changes.creating ?? []).map((change) => html`<li><span class="change">creating ${label(change)}</span></li>`)}
+      ${(changes.updating ?? []).map((change) => html`<li><span class="change">updating ${label(change)}</span>
+        <${Diff} detail=${{ action: 'update', resource: change.kind, id: change.name, before: compared(change.old), after: compared(change.new) }} /></li>`)}
+      ${(changes.deleting ?? []).map((change) => html`<li><span class="change">deleting ${label(change)}</span></li>`)}
     </ul>`
 }
 

@@ -143,12 +143,12 @@ t.test('certificates, egress rules and configuration history in a real browser',
     await diff.waitFor()
     t.match(await diff.textContent(), new RegExp(`From revision ${afterRoute} to newest`))
     t.match(await diff.textContent(), /1 to create, 0 to update, 0 to delete\./)
-    t.same(await diff.locator('li').allTextContents(), ['creating filter deny 203.0.113.7 any-path'])
+    t.same(await diff.locator('li > .change').allTextContents(), ['creating filter deny 203.0.113.7 any-path'])
     await page.getByLabel('from', { exact: true }).fill('0')
     await page.getByLabel('to', { exact: true }).fill(String(afterRoute))
     await page.getByRole('button', { name: 'Compare revisions' }).click()
     await diff.filter({ hasText: `From revision 0 to ${afterRoute}` }).waitFor()
-    t.same((await diff.locator('li').allTextContents()).sort(), ['creating egress rule allow 10.20.0.0/16 ports 443,8443', 'creating route orders'])
+    t.same((await diff.locator('li > .change').allTextContents()).sort(), ['creating egress rule allow 10.20.0.0/16 ports 443,8443', 'creating route orders'])
 
     // Roll back to before the filter: dismissed, nothing; accepted, a new revision without it.
     page.once('dialog', (dialog) => { void dialog.dismiss() })
@@ -178,7 +178,12 @@ t.test('certificates, egress rules and configuration history in a real browser',
     t.ok(dryRun)
     const preview = page.getByTestId('preview')
     await preview.waitFor()
-    t.same((await preview.locator('li').allTextContents()).sort(), ['creating filter deny 198.51.100.1 any-path', 'updating route orders'])
+    t.same((await preview.locator('li > .change').allTextContents()).sort(), ['creating filter deny 198.51.100.1 any-path', 'updating route orders'])
+    // The update, field by field: only what changed.
+    const changed = preview.locator('.diff tbody tr')
+    t.same(await changed.locator('th').allTextContents(), ['timeoutMs'])
+    t.equal(await changed.locator('td.before').textContent(), '− 30000')
+    t.equal(await changed.locator('td.after').textContent(), '+ 8000')
     const status = (await admin('/admin/status')).json()
     t.equal(status.configRevision, newest.revision + 1, 'the dry run wrote no revision')
     t.equal((await admin('/admin/routes/orders')).json().timeoutMs, 30000, 'and changed nothing')
