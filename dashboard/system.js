@@ -127,18 +127,19 @@ export function ConfigPage () {
     } catch (err) { setMessage({ error: true, text: err.message }) }
   }
 
-  async function compareRevisions (event) {
-    event.preventDefault()
+  async function showDiff (from, to) {
     setRevisionDiff(null)
     try {
-      const from = diffRange.from.trim()
-      const to = diffRange.to.trim()
       if (!/^\d+$/.test(from)) throw new Error('from: a revision number (0 is the empty configuration).')
       if (to !== '' && !/^\d+$/.test(to)) throw new Error('to: a revision number, or empty for the newest.')
       const diff = await api('GET', `/admin/config/diff${query({ from, to })}`)
       setRevisionDiff({ from, to: to === '' ? 'newest' : to, changes: diff.changes })
       setMessage(null)
     } catch (err) { setMessage({ error: true, text: err.message }) }
+  }
+  function compareRevisions (event) {
+    event.preventDefault()
+    showDiff(diffRange.from.trim(), diffRange.to.trim())
   }
 
   async function readFile (event) {
@@ -171,7 +172,8 @@ export function ConfigPage () {
         <tbody>${(revisions.items ?? []).map((item) => html`<tr key=${item.revision}>
           <td>${item.revision}</td><td>${formatTime(item.ts)}</td><td>${item.actor ?? ''}</td><td>${item.source ?? ''}</td>
           <td>${item.summary ? `${item.summary.created ?? 0} created, ${item.summary.updated ?? 0} updated, ${item.summary.deleted ?? 0} deleted` : ''}</td>
-          <td class="actions"><button type="button" class="danger" onClick=${() => rollback(item.revision)}>Roll back to ${item.revision}</button></td></tr>`)}</tbody>
+          <td class="actions"><button type="button" class="secondary" onClick=${() => showDiff(String(item.revision - 1), String(item.revision))}>Changes in ${item.revision}</button>
+            <button type="button" class="danger" onClick=${() => rollback(item.revision)}>Roll back to ${item.revision}</button></td></tr>`)}</tbody>
       </table></div>`}
       ${revisions ? html`<form class="row" onSubmit=${compareRevisions} aria-label="Compare revisions">
         <div class="field"><label for="diff-from">from</label><input id="diff-from" inputmode="numeric" value=${diffRange.from} onInput=${(e) => setDiffRange({ ...diffRange, from: e.currentTarget.value })} /></div>

@@ -150,6 +150,11 @@ t.test('certificates, egress rules and configuration history in a real browser',
     await diff.filter({ hasText: `From revision 0 to ${afterRoute}` }).waitFor()
     t.same((await diff.locator('li > .change').allTextContents()).sort(), ['creating egress rule allow 10.20.0.0/16 ports 443,8443', 'creating route orders'])
 
+    // One revision's own changes, from its row.
+    await page.getByRole('button', { name: `Changes in ${afterRoute}` }).click()
+    await diff.filter({ hasText: `From revision ${afterRoute - 1} to ${afterRoute}` }).waitFor()
+    t.same(await diff.locator('li > .change').allTextContents(), ['creating route orders'])
+
     // Roll back to before the filter: dismissed, nothing; accepted, a new revision without it.
     page.once('dialog', (dialog) => { void dialog.dismiss() })
     await page.getByRole('button', { name: `Roll back to ${afterRoute}` }).click()
@@ -165,9 +170,14 @@ t.test('certificates, egress rules and configuration history in a real browser',
     t.equal(rolled[3], 'rollback')
     t.equal(rolled[4], '0 created, 0 updated, 1 deleted')
 
-    // Import preview: the gateway's own dry run, which changes nothing.
+    // Import preview: the gateway's own dry run, which changes nothing; an invalid document is its 400.
     await page.getByRole('button', { name: 'Export configuration' }).click()
     const exported = JSON.parse((await page.getByTestId('exported').textContent())!)
+    await page.getByLabel('Configuration document (JSON, as exported)').fill(JSON.stringify({ ...exported, routes: [{ ...exported.routes[0], path: 'no-slash' }] }))
+    await page.getByRole('button', { name: 'Preview changes' }).click()
+    await page.getByRole('alert').filter({ hasText: /routes\/0\/path must match pattern/ }).waitFor()
+    t.equal(await page.getByTestId('preview').count(), 0)
+    t.equal(await page.getByRole('button', { name: 'Apply import' }).isDisabled(), true, 'nothing to apply')
     exported.routes[0].timeoutMs = 8000
     exported.filters.push({ action: 'deny', ip: '198.51.100.1' })
     await page.getByLabel('Configuration document (JSON, as exported)').fill(JSON.stringify(exported))
@@ -195,9 +205,9 @@ t.test('certificates, egress rules and configuration history in a real browser',
   })
 
   t.test('no console errors and no request left the gateway', async (t) => {
-    // Chromium logs every answer >= 400 it loads; the two 400s above are the validation checks.
+    // Chromium logs every answer >= 400 it loads; the three 400s above are the validation checks.
     t.same(session.consoleErrors.filter((line) => !/status of 400 \(Bad Request\)/.test(line)), [])
-    t.equal(session.consoleErrors.length, 2)
+    t.equal(session.consoleErrors.length, 3)
     t.same(session.foreignRequests, [])
   })
 })
