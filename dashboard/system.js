@@ -65,6 +65,8 @@ function Changes ({ changes }) {
 
 function label (change) { return `${change.kind} ${typeof change.name === 'string' && change.name.length < 80 ? change.name : '(unnamed)'}` }
 
+const REVISIONS_PAGE = 20
+
 export function ConfigPage () {
   const [exported, setExported] = useState(null)
   const [download, setDownload] = useState(null)
@@ -72,13 +74,17 @@ export function ConfigPage () {
   const [preview, setPreview] = useState(null)
   const [message, setMessage] = useState(null)
   const [revisions, setRevisions] = useState(null)
+  const [revisionOffset, setRevisionOffset] = useState(0)
   const [diffRange, setDiffRange] = useState({ from: '', to: '' })
   const [revisionDiff, setRevisionDiff] = useState(null)
 
-  async function loadRevisions () {
-    try { setRevisions(await listIfAvailable('/admin/config/revisions?limit=20')) } catch (err) { setMessage({ error: true, text: err.message }) }
+  async function loadRevisions (offset = revisionOffset) {
+    try {
+      setRevisions(await listIfAvailable(`/admin/config/revisions${query({ limit: REVISIONS_PAGE, offset })}`))
+      setRevisionOffset(offset)
+    } catch (err) { setMessage({ error: true, text: err.message }) }
   }
-  useEffect(() => { loadRevisions() }, [])
+  useEffect(() => { loadRevisions(0) }, [])
 
   async function exportConfig () {
     try {
@@ -114,7 +120,7 @@ export function ConfigPage () {
       await api('PUT', '/admin/config', parsed())
       setPreview(null)
       setMessage({ text: 'Configuration imported.' })
-      await loadRevisions()
+      await loadRevisions(0)
     } catch (err) { setMessage({ error: true, text: err.message }) }
   }
 
@@ -123,7 +129,7 @@ export function ConfigPage () {
     try {
       const result = await api('POST', '/admin/config/rollback', { revision })
       setMessage({ text: `Rolled back to revision ${revision}${result?.revision ? ` (new revision ${result.revision})` : ''}.` })
-      await loadRevisions()
+      await loadRevisions(0)
     } catch (err) { setMessage({ error: true, text: err.message }) }
   }
 
@@ -174,7 +180,12 @@ export function ConfigPage () {
           <td>${item.summary ? `${item.summary.created ?? 0} created, ${item.summary.updated ?? 0} updated, ${item.summary.deleted ?? 0} deleted` : ''}</td>
           <td class="actions"><button type="button" class="secondary" onClick=${() => showDiff(String(item.revision - 1), String(item.revision))}>Changes in ${item.revision}</button>
             <button type="button" class="danger" onClick=${() => rollback(item.revision)}>Roll back to ${item.revision}</button></td></tr>`)}</tbody>
-      </table></div>`}
+      </table></div>
+      <div class="row">
+        <p class="hint" data-testid="revisions-page">${revisions.total === 0 ? 'No revision yet.' : `${revisionOffset + 1}–${revisionOffset + revisions.items.length} of ${revisions.total}`}</p>
+        <button type="button" class="secondary" disabled=${revisionOffset === 0} onClick=${() => loadRevisions(Math.max(0, revisionOffset - REVISIONS_PAGE))}>Newer</button>
+        <button type="button" class="secondary" disabled=${revisionOffset + REVISIONS_PAGE >= revisions.total} onClick=${() => loadRevisions(revisionOffset + REVISIONS_PAGE)}>Older</button>
+      </div>`}
       ${revisions ? html`<form class="row" onSubmit=${compareRevisions} aria-label="Compare revisions">
         <div class="field"><label for="diff-from">from</label><input id="diff-from" inputmode="numeric" value=${diffRange.from} onInput=${(e) => setDiffRange({ ...diffRange, from: e.currentTarget.value })} /></div>
         <div class="field"><label for="diff-to">to</label><input id="diff-to" inputmode="numeric" placeholder="newest" value=${diffRange.to} onInput=${(e) => setDiffRange({ ...diffRange, to: e.currentTarget.value })} /></div>

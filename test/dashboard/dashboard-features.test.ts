@@ -204,6 +204,26 @@ t.test('certificates, egress rules and configuration history in a real browser',
     await table.locator('tbody tr').first().filter({ hasText: 'config-import' }).waitFor()
   })
 
+  t.test('Config: revisions page by page', async (t) => {
+    for (let i = 1; i <= 20; i++) t.equal((await admin('/admin/filters', { method: 'POST', body: { action: 'deny', ip: `198.51.100.${i}` } })).statusCode, 201)
+    const total = (await admin('/admin/config/revisions?limit=1')).json().total as number
+    t.ok(total > 20 && total <= 40)
+    await page.reload()
+    await page.getByRole('heading', { name: 'Config', level: 1 }).waitFor()
+    const table = page.getByRole('region', { name: 'Revisions' }).locator('table')
+    await page.getByTestId('revisions-page').filter({ hasText: `1–20 of ${total}` }).waitFor()
+    t.equal(await table.locator('tbody tr').count(), 20)
+    t.equal(await page.getByRole('button', { name: 'Newer' }).isDisabled(), true)
+    await page.getByRole('button', { name: 'Older' }).click()
+    await page.getByTestId('revisions-page').filter({ hasText: `21–${total} of ${total}` }).waitFor()
+    const older = (await admin('/admin/config/revisions?limit=20&offset=20')).json()
+    t.same(await table.locator('tbody tr td:first-child').allTextContents(), older.items.map((item: { revision: number }) => String(item.revision)))
+    t.equal(await page.getByRole('button', { name: 'Older' }).isDisabled(), true)
+    await page.getByRole('button', { name: 'Newer' }).click()
+    await page.getByTestId('revisions-page').filter({ hasText: `1–20 of ${total}` }).waitFor()
+    await table.locator('tbody tr').first().filter({ hasText: String(total) }).waitFor()
+  })
+
   t.test('no console errors and no request left the gateway', async (t) => {
     // Chromium logs every answer >= 400 it loads; the three 400s above are the validation checks.
     t.same(session.consoleErrors.filter((line) => !/status of 400 \(Bad Request\)/.test(line)), [])
