@@ -63,6 +63,26 @@ t.test('certificates, egress rules and configuration history in a real browser',
     t.equal(cells[4], stored.fingerprint)
     t.notMatch(await page.content(), /PRIVATE KEY/, 'the key is not on the page once the form is closed')
 
+    // Rotation: PUT of the whole certificate; the key is never shown, so it is asked for again.
+    const rotated = makeCertificate(t, { cn: 'api.example.com', type: 'rsa' })
+    await page.getByRole('button', { name: 'Replace api' }).click()
+    const replace = page.getByRole('region', { name: 'Replace api' })
+    t.equal(await replace.getByLabel(/^cert\b/).inputValue(), api.cert.trim(), 'the current certificate is shown (as sent: the form trims)')
+    t.equal(await replace.getByLabel(/^key\b/).inputValue(), '', 'the key is not')
+    await replace.getByLabel(/^cert\b/).fill(rotated.cert)
+    await replace.getByRole('button', { name: 'Save' }).click()
+    await fieldOf(replace, 'key').getByRole('alert').filter({ hasText: /key/ }).waitFor()
+    t.equal((await admin('/admin/certificates/api')).json().fingerprint, stored.fingerprint, 'unchanged')
+    await replace.getByLabel(/^key\b/).fill(rotated.key)
+    await replace.getByRole('button', { name: 'Save' }).click()
+    await page.getByText('Certificate api saved.').waitFor()
+    const replaced = (await admin('/admin/certificates/api')).json()
+    t.not(replaced.fingerprint, stored.fingerprint)
+    t.equal(replaced.id, stored.id)
+    t.same(replaced.snis, stored.snis)
+    await page.locator('tbody tr', { hasText: replaced.fingerprint }).waitFor()
+    t.notMatch(await page.content(), /PRIVATE KEY/)
+
     page.once('dialog', (dialog) => { void dialog.dismiss() })
     await page.getByRole('button', { name: 'Delete api' }).click()
     t.equal((await admin('/admin/certificates/api')).statusCode, 200, 'dismissed: still there')
@@ -225,9 +245,9 @@ t.test('certificates, egress rules and configuration history in a real browser',
   })
 
   t.test('no console errors and no request left the gateway', async (t) => {
-    // Chromium logs every answer >= 400 it loads; the three 400s above are the validation checks.
+    // Chromium logs every answer >= 400 it loads; the four 400s above are the validation checks.
     t.same(session.consoleErrors.filter((line) => !/status of 400 \(Bad Request\)/.test(line)), [])
-    t.equal(session.consoleErrors.length, 3)
+    t.equal(session.consoleErrors.length, 4)
     t.same(session.foreignRequests, [])
   })
 })
