@@ -7,7 +7,7 @@ import { confirmDelete, formatTime, html, Notice, ResourceForm, Unavailable } fr
  * that may not be in this gateway (certificates, egress rules) are detected at run time: a 404
  * from the list endpoint shows "not available" instead.
  */
-export function ResourcePage ({ title, singular, path, fields, columns, describe, editable = false, toggle = false, rowExtra, afterCreate }) {
+export function ResourcePage ({ title, singular, path, fields, columns, describe, editable = false, editMethod = 'PATCH', editLabel = 'Edit', toggle = false, rowExtra, afterCreate }) {
   const [items, setItems] = useState(null)
   const [unavailable, setUnavailable] = useState(false)
   const [search, setSearch] = useState('')
@@ -35,7 +35,7 @@ export function ResourcePage ({ title, singular, path, fields, columns, describe
     await load()
   }
   async function edit (item, body) {
-    await api('PATCH', `${path}/${encodeURIComponent(item.id)}`, body)
+    await api(editMethod, `${path}/${encodeURIComponent(item.id)}`, body)
     setMode(null)
     setMessage({ text: `${singular} ${describe(item)} saved.` })
     await load()
@@ -76,8 +76,8 @@ export function ResourcePage ({ title, singular, path, fields, columns, describe
       <h2>New ${singular.toLowerCase()}</h2>
       <${ResourceForm} fields=${fields} submitLabel="Create" onSubmit=${create} onCancel=${() => setMode(null)} idPrefix="create" />
     </section>` : null}
-    ${editing !== null ? html`<section class="panel" aria-label=${`Edit ${describe(editing)}`}>
-      <h2>Edit ${singular.toLowerCase()} ${describe(editing)}</h2>
+    ${editing !== null ? html`<section class="panel" aria-label=${`${editLabel} ${describe(editing)}`}>
+      <h2>${editLabel} ${singular.toLowerCase()} ${describe(editing)}</h2>
       <${ResourceForm} key=${editing.id} fields=${fields} initial=${editing} editing=${true} submitLabel="Save" onSubmit=${(body) => edit(editing, body)} onCancel=${() => setMode(null)} idPrefix="edit" />
     </section>` : null}
     ${items === null ? html`<p>Loading…</p>` : html`
@@ -87,7 +87,7 @@ export function ResourcePage ({ title, singular, path, fields, columns, describe
         <tbody>${shown.map((item) => html`<tr key=${item.id}>
           ${columns.map((column) => html`<td>${column.value(item)}</td>`)}
           <td class="actions">
-            ${editable ? html`<button type="button" class="secondary" onClick=${() => setMode(item)} aria-label=${`Edit ${describe(item)}`}>Edit</button>` : null}
+            ${editable ? html`<button type="button" class="secondary" onClick=${() => setMode(item)} aria-label=${`${editLabel} ${describe(item)}`}>${editLabel}</button>` : null}
             ${toggle ? html`<button type="button" class="secondary" onClick=${() => setEnabled(item, !item.enabled)} aria-label=${`${item.enabled ? 'Disable' : 'Enable'} ${describe(item)}`}>${item.enabled ? 'Disable' : 'Enable'}</button>` : null}
             <button type="button" class="danger" onClick=${() => remove(item)} aria-label=${`Delete ${describe(item)}`}>Delete</button>
           </td>
@@ -157,7 +157,8 @@ const CERTIFICATE_FIELDS = [
 ]
 
 export function CertificatesPage () {
-  return html`<${ResourcePage} title="Certificates" singular="Certificate" path="/admin/certificates" fields=${CERTIFICATE_FIELDS}
+  // Replacing (rotation) is a PUT of the whole certificate: the key is never shown, so it is given again.
+  return html`<${ResourcePage} title="Certificates" singular="Certificate" path="/admin/certificates" fields=${CERTIFICATE_FIELDS} editable editMethod="PUT" editLabel="Replace"
     describe=${(cert) => cert.name}
     columns=${[
       { label: 'name', value: (cert) => cert.name },

@@ -1,5 +1,6 @@
 import { useEffect, useState } from 'preact/hooks'
-import { api, hasQueryParameter, listIfAvailable } from './api.js'
+import { api, hasQueryParameter, listIfAvailable, query } from './api.js'
+import { Diff } from './audit.js'
 import { formatNumber, formatTime, html, Notice, Unavailable } from './ui.js'
 
 export function InstancesPage () {
@@ -27,6 +28,8 @@ export function InstancesPage () {
 }
 
 const ignored = new Set(['id', 'createdAt', 'updatedAt'])
+/** An item without the fields the gateway does not compare (docs/config-history.md "Diff"). */
+const compared = (entity) => entity && typeof entity === 'object' ? Object.fromEntries(Object.entries(entity).filter(([key]) => !ignored.has(key))) : entity
 const comparable = (entity) => JSON.stringify(Object.fromEntries(Object.entries(entity).filter(([key]) => !ignored.has(key)).sort(([a], [b]) => a.localeCompare(b))))
 const keyOf = (entity) => entity.name ?? entity.id ?? comparable(entity)
 
@@ -48,7 +51,21 @@ function localDiff (current, next) {
   return changes
 }
 
+/** A diff's changes ({creating, updating, deleting}) as counts and one line per item. */
+function Changes ({ changes }) {
+  const count = (list) => list?.length ?? 0
+  return html`<p>${count(changes.creating)} to create, ${count(changes.updating)} to update, ${count(changes.deleting)} to delete.</p>
+    <ul>
+      ${(changes.creating ?? []).map((change) => html`<li><span class="change">creating ${label(change)}</span></li>`)}
+      ${(changes.updating ?? []).map((change) => html`<li><span class="change">updating ${label(change)}</span>
+        <${Diff} detail=${{ action: 'update', resource: change.kind, id: change.name, before: compared(change.old), after: compared(change.new) }} /></li>`)}
+      ${(changes.deleting ?? []).map((change) => html`<li><span class="change">deleting ${label(change)}</span></li>`)}
+    </ul>`
+}
+
 function label (change) { return `${change.kind} ${typeof change.name === 'string' && change.name.length < 80 ? change.name : '(unnamed)'}` }
+
+const REVISIONS_PAGE = 20
 
 export function ConfigPage () {
   const [exported, setExported] = useState(null)
@@ -57,11 +74,17 @@ export function ConfigPage () {
   const [preview, setPreview] = useState(null)
   const [message, setMessage] = useState(null)
   const [revisions, setRevisions] = useState(null)
+  const [revisionOffset, setRevisionOffset] = useState(0)
+  const [diffRange, setDiffRange] = useState({ from: '', to: '' })
+  const [revisionDiff, setRevisionDiff] = useState(null)
 
-  async function loadRevisions () {
-    try { setRevisions(await listIfAvailable('/admin/config/revisions?limit=20')) } catch (err) { setMessage({ error: true, text: err.message }) }
+  async function loadRevisions (offset = revisionOffset) {
+    try {
+      setRevisions(await listIfAvailable(`/admin/config/revisions${query({ limit: REVISIONS_PAGE, offset })}`))
+      setRevisionOffset(offset)
+    } catch (err) { setMessage({ error: true, text: err.message }) }
   }
-  useEffect(() => { loadRevisions() }, [])
+  useEffect(() => { loadRevisions(0) }, [])
 
   async function exportConfig () {
     try {
@@ -97,7 +120,7 @@ export function ConfigPage () {
       await api('PUT', '/admin/config', parsed())
       setPreview(null)
       setMessage({ text: 'Configuration imported.' })
-      await loadRevisions()
+      await loadRevisions(0)
     } catch (err) { setMessage({ error: true, text: err.message }) }
   }
 
@@ -106,8 +129,23 @@ export function ConfigPage () {
     try {
       const result = await api('POST', '/admin/config/rollback', { revision })
       setMessage({ text: `Rolled back to revision ${revision}${result?.revision ? ` (new revision ${result.revision})` : ''}.` })
-      await loadRevisions()
+      await loadRevisions(0)
     } catch (err) { setMessage({ error: true, text: err.message }) }
+  }
+
+  async function showDiff (from, to) {
+    setRevisionDiff(null)
+    try {
+      if (!/^\d+$/.test(from)) throw new Error('from: a revision number (0 is the empty configuration).')
+      if (to !== '' && !/^\d+$/.test(to)) throw new Error('to: a revision number, or empty for the newest.')
+      const diff = await api('GET', `/admin/config/diff${query({ from, to })}`)
+      setRevisionDiff({ from, to: to === '' ? 'newest' : to, changes: diff.changes })
+      setMessage(null)
+    } catch (err) { setMessage({ error: true, text: err.message }) }
+  }
+  function compareRevisions (event) {
+    event.preventDefault()
+    showDiff(diffRange.from.trim(), diffRange.to.trim())
   }
 
   async function readFile (event) {
@@ -115,7 +153,6 @@ export function ConfigPage () {
     if (file) setText(await file.text())
   }
 
-  const count = (list) => list?.length ?? 0
   return html`
     <h1 tabindex="-1">Config</h1>
     <${Notice} message=${message} />
@@ -132,13 +169,7 @@ export function ConfigPage () {
         <textarea id="config-document" rows="10" value=${text} onInput=${(e) => { setText(e.currentTarget.value); setPreview(null) }}></textarea></div>
       <div class="row"><button type="button" onClick=${previewImport}>Preview changes</button>
         <button type="button" class="danger" disabled=${preview === null} onClick=${applyImport}>Apply import</button></div>
-      ${preview ? html`<div data-testid="preview"><h2>Changes</h2>
-        <p>${count(preview.creating)} to create, ${count(preview.updating)} to update, ${count(preview.deleting)} to delete.</p>
-        <ul>
-          ${(preview.creating ?? []).map((change) => html`<li>creating ${label(change)}</li>`)}
-          ${(preview.updating ?? []).map((change) => html`<li>updating ${label(change)}</li>`)}
-          ${(preview.deleting ?? []).map((change) => html`<li>deleting ${label(change)}</li>`)}
-        </ul></div>` : null}
+      ${preview ? html`<div data-testid="preview"><h2>Changes</h2><${Changes} changes=${preview} /></div>` : null}
     </section>
     <section class="panel" aria-labelledby="revisions-title">
       <h2 id="revisions-title">Revisions</h2>
@@ -147,8 +178,20 @@ export function ConfigPage () {
         <tbody>${(revisions.items ?? []).map((item) => html`<tr key=${item.revision}>
           <td>${item.revision}</td><td>${formatTime(item.ts)}</td><td>${item.actor ?? ''}</td><td>${item.source ?? ''}</td>
           <td>${item.summary ? `${item.summary.created ?? 0} created, ${item.summary.updated ?? 0} updated, ${item.summary.deleted ?? 0} deleted` : ''}</td>
-          <td class="actions"><button type="button" class="danger" onClick=${() => rollback(item.revision)}>Roll back to ${item.revision}</button></td></tr>`)}</tbody>
-      </table></div>`}
+          <td class="actions"><button type="button" class="secondary" onClick=${() => showDiff(String(item.revision - 1), String(item.revision))}>Changes in ${item.revision}</button>
+            <button type="button" class="danger" onClick=${() => rollback(item.revision)}>Roll back to ${item.revision}</button></td></tr>`)}</tbody>
+      </table></div>
+      <div class="row">
+        <p class="hint" data-testid="revisions-page">${revisions.total === 0 ? 'No revision yet.' : `${revisionOffset + 1}–${revisionOffset + revisions.items.length} of ${revisions.total}`}</p>
+        <button type="button" class="secondary" disabled=${revisionOffset === 0} onClick=${() => loadRevisions(Math.max(0, revisionOffset - REVISIONS_PAGE))}>Newer</button>
+        <button type="button" class="secondary" disabled=${revisionOffset + REVISIONS_PAGE >= revisions.total} onClick=${() => loadRevisions(revisionOffset + REVISIONS_PAGE)}>Older</button>
+      </div>`}
+      ${revisions ? html`<form class="row" onSubmit=${compareRevisions} aria-label="Compare revisions">
+        <div class="field"><label for="diff-from">from</label><input id="diff-from" inputmode="numeric" value=${diffRange.from} onInput=${(e) => setDiffRange({ ...diffRange, from: e.currentTarget.value })} /></div>
+        <div class="field"><label for="diff-to">to</label><input id="diff-to" inputmode="numeric" placeholder="newest" value=${diffRange.to} onInput=${(e) => setDiffRange({ ...diffRange, to: e.currentTarget.value })} /></div>
+        <div class="field"><button type="submit">Compare revisions</button></div>
+      </form>` : null}
+      ${revisionDiff ? html`<div data-testid="revision-diff"><h2>From revision ${revisionDiff.from} to ${revisionDiff.to}</h2><${Changes} changes=${revisionDiff.changes} /></div>` : null}
     </section>
   `
 }
