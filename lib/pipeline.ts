@@ -76,6 +76,8 @@ export interface RouteStage {
   readonly onGatewayPayload?: GatewayPayloadHook
   /** The stage answers CORS preflights itself; without one, a preflight is a plain OPTIONS request. */
   readonly answersPreflight?: boolean
+  /** The route's CORS policy: whether a browser Origin may use the route (WebSocket handshakes get no CORS headers to honour). */
+  readonly allowsOrigin?: (origin: string) => boolean
 }
 
 /** A policy's compile step: the stage a route runs, or null when the route does not use the policy. */
@@ -96,6 +98,8 @@ export interface RoutePipeline {
   /** The one stage's onGatewayPayload (at most one stage may replace a body); null when none has one. */
   readonly onGatewayPayload: GatewayPayloadHook | null
   readonly answersPreflight: boolean
+  /** The CORS stage's origin check; null when the route has no CORS policy (every Origin may). */
+  readonly allowsOrigin: ((origin: string) => boolean) | null
 }
 
 /**
@@ -122,7 +126,8 @@ export function compilePipeline (route: Route, compilers: ReadonlyMap<StageName,
         onResponseHead: null,
         onResponseBody: null,
         onGatewayPayload: null,
-        answersPreflight: false
+        answersPreflight: false,
+        allowsOrigin: null
       }
     }
     if (stage !== null) stages.push(stage)
@@ -141,7 +146,8 @@ export function compilePipeline (route: Route, compilers: ReadonlyMap<StageName,
     onResponseHead: onResponseHead.length === 0 ? null : onResponseHead.length === 1 ? onResponseHead[0] : allOf(onResponseHead),
     onResponseBody: onResponseBody.length === 0 ? null : bodyFilters(onResponseBody),
     onGatewayPayload,
-    answersPreflight: stages.some((stage) => stage.answersPreflight === true)
+    answersPreflight: stages.some((stage) => stage.answersPreflight === true),
+    allowsOrigin: stages.find((stage) => stage.allowsOrigin !== undefined)?.allowsOrigin ?? null
   }
 }
 

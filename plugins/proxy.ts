@@ -78,7 +78,7 @@ export default async function proxy (app: FastifyInstance): Promise<void> {
     context.route = route
     context.pipeline = pipeline
     // Requests with Upgrade reach here only through the listeners' 'upgrade' event (plugins/websocket.ts).
-    if (isUpgrade(request.raw) && upgradeRefused(request, reply, context, route)) return null
+    if (isUpgrade(request.raw) && upgradeRefused(request, reply, context, route, pipeline)) return null
     // Without a CORS stage a preflight is a plain OPTIONS request, which the route must accept.
     if (preflight !== null && !pipeline.answersPreflight && route.methods.length > 0 && !route.methods.includes('OPTIONS')) {
       return notFound(reply, context)
@@ -89,11 +89,11 @@ export default async function proxy (app: FastifyInstance): Promise<void> {
 
 /**
  * Upgrade requests (docs/websocket.md): a WebSocket handshake to a route without `websocket`
- * → 404, an invalid one → 400, an Origin the route's CORS policy does not allow → 403. Another
+ * → 404, an invalid one → 400, an Origin the route's CORS policy (its own, or CORS_ORIGINS) does not allow → 403. Another
  * upgrade (h2c) without a body is served as a plain request (the Upgrade header is never
  * forwarded); with a body it is refused 400. Answers true when it answered the request.
  */
-function upgradeRefused (request: FastifyRequest, reply: FastifyReply, context: GatewayContext, route: Route): boolean {
+function upgradeRefused (request: FastifyRequest, reply: FastifyReply, context: GatewayContext, route: Route, pipeline: RoutePipeline): boolean {
   const raw = request.raw
   if (!isWebSocketUpgrade(raw)) {
     if (!declaresBody(raw)) return false
@@ -110,7 +110,7 @@ function upgradeRefused (request: FastifyRequest, reply: FastifyReply, context: 
     return true
   }
   const origin = raw.headers.origin
-  if (route.cors !== null && origin !== undefined && !route.cors.origins.includes('*') && !route.cors.origins.includes(origin)) {
+  if (origin !== undefined && pipeline.allowsOrigin !== null && !pipeline.allowsOrigin(origin)) {
     reject(reply, context, 403, 'blocked', `Origin ${origin} is not allowed to open a WebSocket on this route`)
     return true
   }

@@ -191,6 +191,8 @@ t.test('the upgrade runs the route pipeline: auth, rate limit (one hit per conne
 
   t.equal(await refusedStatus(`ws://127.0.0.1:${port}/origin`, { origin: 'https://evil.example.com' }), 403)
   await openWs(t, `ws://127.0.0.1:${port}/origin`, { origin: 'https://app.example.com' })
+  // The same check as the route's CORS policy: origins compare without case.
+  await openWs(t, `ws://127.0.0.1:${port}/origin`, { origin: 'https://APP.example.com' })
 })
 
 t.test('tunnels close when idle, and when their route is deleted or disabled', async (t) => {

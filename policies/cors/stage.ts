@@ -28,6 +28,7 @@ function corsStage (cors: CompiledCors): RouteStage {
   return {
     name: 'cors',
     answersPreflight: true,
+    allowsOrigin: (origin) => allowedOrigin(cors, origin) !== null,
 
     onRequest (request, reply, done) {
       const headers = request.raw.headers
