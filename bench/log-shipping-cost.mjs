@@ -4,7 +4,8 @@
 // — each sent the same fixed number of requests, alternating. Reports req/s and the gateway
 // process's own CPU time per request (from /proc, Linux). Then, in this process (--expose-gc),
 // the heap a full sink queue holds: LOG_SINK_QUEUE lines for a sink that is down.
-//   npm run build && node --expose-gc bench/log-shipping-cost.mjs [--requests N] [--rounds N] [--connections N] [--queue N] [--profiles neither,sink,otlp,sink+otlp]
+//   npm run build && node --expose-gc bench/log-shipping-cost.mjs [--requests N] [--rounds N] [--connections N] [--queue N] [--profiles neither,sink,otlp,sink+otlp] [--gateway-cpu 0]
+//   One core for the gateway, the rest on the other: taskset -c 1 node --expose-gc bench/log-shipping-cost.mjs --gateway-cpu 0
 import { spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
@@ -23,7 +24,9 @@ const { values } = parseArgs({
     dist: { type: 'string', default: 'dist' },
     queue: { type: 'string', default: '10000' },
     /** Which of neither, sink, otlp, sink+otlp to compare (the first is the reference). */
-    profiles: { type: 'string', default: 'neither,sink+otlp' }
+    profiles: { type: 'string', default: 'neither,sink+otlp' },
+    /** Pin each gateway to this CPU (Linux taskset), so its cost is measured on one core. */
+    'gateway-cpu': { type: 'string' }
   }
 })
 const requests = Number(values.requests)
@@ -38,8 +41,10 @@ process.on('exit', () => {
   rmSync(scratch, { recursive: true, force: true })
 })
 
-function start (script, env) {
-  const child = spawn(process.execPath, [...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), script], { cwd: root, env: { ...process.env, NODE_ENV: 'production', ...env }, stdio: ['ignore', 'pipe', 'inherit'], detached: true })
+function start (script, env, cpu) {
+  const node = [process.execPath, ...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean), script]
+  const [command, ...args] = cpu === undefined ? node : ['taskset', '-c', cpu, ...node]
+  const child = spawn(command, args, { cwd: root, env: { ...process.env, NODE_ENV: 'production', ...env }, stdio: ['ignore', 'pipe', 'inherit'], detached: true })
   children.add(child)
   return child
 }
@@ -99,7 +104,7 @@ for (const [name, extra] of Object.entries(profiles).filter(([name]) => values.p
     PORT: String(port), HOST: '127.0.0.1', ADMIN_TOKEN, LOG_LEVEL: 'warn', WORKERS: '1',
     DATABASE_URL: `sqlite:${path.join(scratch, `${name.replace('+', '-')}.db`)}`,
     ...extra
-  })
+  }, values['gateway-cpu'])
   const base = `http://127.0.0.1:${port}`
   await ready(`${base}/health`)
   const created = await fetch(`${base}/admin/routes`, {

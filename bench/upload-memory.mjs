@@ -3,7 +3,7 @@
 // (dist/, a real process) and, for comparison, through the minimal Fastify + @fastify/reply-from
 // proxy. Samples each proxy's resident memory from /proc (Linux) every 20 ms and prints
 // baseline, peak and growth.
-//   npm run build && node bench/upload-memory.mjs [--mib N] [--node-args=--max-semi-space-size=1]
+//   npm run build && node bench/upload-memory.mjs [--mib N] [--node-args=--max-semi-space-size=1] [--gatehouse-only]
 import { spawn } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { connect } from 'node:net'
@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { freePort } from './free-port.mjs'
 
-const { values } = parseArgs({ options: { mib: { type: 'string', default: '1024' }, 'node-args': { type: 'string', default: '' } } })
+const { values } = parseArgs({ options: { mib: { type: 'string', default: '1024' }, 'node-args': { type: 'string', default: '' }, 'gatehouse-only': { type: 'boolean', default: false } } })
 const MIB = 1024 * 1024
 const total = Number(values.mib) * MIB
 const nodeArgs = values['node-args'].split(' ').filter(Boolean)
@@ -100,7 +100,7 @@ const upstreamUrl = `http://127.0.0.1:${upstreamPort}`
 await ready(upstreamUrl)
 
 const proxies = []
-{
+if (!values['gatehouse-only']) {
   const port = await freePort()
   proxies.push({ name: 'fastify + reply-from', port, child: start('bench/minimal-proxy.mjs', { PORT: String(port), UPSTREAM_URL: upstreamUrl }, nodeArgs) })
 }

@@ -12,7 +12,6 @@ import { unmapIPv4 } from './ip.js'
 import type { UpstreamRequest } from './pipeline.js'
 import { routePrefixOf } from './route-matcher.js'
 import { addServerTiming, upstreamAnswered } from './server-timing.js'
-import { StreamedBodyCollector } from './streamed-body-collector.js'
 import { type SendTimeoutError, UpstreamExchange, UpstreamStatusError } from './upstream-exchange.js'
 import type { Target } from './upstream-target.js'
 import { isUpstreamTlsFailure } from './upstream-tls.js'
@@ -32,8 +31,6 @@ export type ForwardHandler = (request: FastifyRequest, reply: FastifyReply) => P
  */
 export function createForward (app: FastifyInstance): ForwardHandler {
   const { accessLog } = app
-  const collector = new StreamedBodyCollector()
-  const bodyChunk = (bodyBytes: number, bytes: number): void => { collector.add(bodyBytes, bytes) }
 
   /**
    * The upstream's status and headers, minus hop-by-hop ones, plus what the gateway's stages
@@ -110,11 +107,10 @@ export function createForward (app: FastifyInstance): ForwardHandler {
       context.target = target.url
       const span = trace === null ? null : tracing.clientSpan(trace, request.method, target.url, tried?.size ?? 0)
       if (span !== null) upstreamRequest.headers[traceparentAt] = span.traceparent
-      const attemptBody = body === null ? null : new AttemptBody(body, bodyChunk)
+      const attemptBody = body === null ? null : new AttemptBody(body)
       target.inFlight++
       const exchange = new UpstreamExchange(reply, {
         writeHead,
-        bodyChunk,
         failedAfterStart (err, canAnswer) {
           upstreams.report(target, 'failure')
           if (canAnswer) rejectWith(reply, context, upstreamFailure(err, timeoutMs).error, 'upstream_error')
@@ -258,14 +254,12 @@ function discard (body: Readable): void {
  * fails, and destroying the client's request would cut its connection before it gets the
  * 502; this wrapper is destroyed instead and only pauses the source. `consumed` tells
  * whether any byte left the source — if none did, another target can still get it whole.
- * `counted` hears of every chunk passed on: the bytes so far and the chunk's.
  */
 class AttemptBody extends Readable {
   consumed = false
   private attached = false
-  private passedOn = 0
 
-  constructor (private readonly source: Readable, private readonly counted: (bodyBytes: number, bytes: number) => void) {
+  constructor (private readonly source: Readable) {
     super()
     source.on('error', this.onError)
     // The source's error (a client that aborts or is cut by REQUEST_TIMEOUT_MS) is re-emitted
@@ -291,8 +285,6 @@ class AttemptBody extends Readable {
 
   private readonly onData = (chunk: Buffer): void => {
     this.consumed = true
-    this.passedOn += chunk.length
-    this.counted(this.passedOn, chunk.length)
     if (!this.push(chunk)) this.source.pause()
   }
 

@@ -28,8 +28,6 @@ export interface ExchangeHooks {
    * Answers where the body is written: the response itself, or a filter that passes it on.
    */
   writeHead: (reply: FastifyReply, statusCode: number, headers: IncomingHttpHeaders) => Writable
-  /** A chunk of the upstream's body is being passed on: the body's bytes so far, and the chunk's. */
-  bodyChunk: (bodyBytes: number, bytes: number) => void
   /**
    * The upstream failed after its headers arrived (a reset, a body timeout), while the
    * client was still there. `canAnswer`: nothing was sent yet, so an error answer still can be.
@@ -90,7 +88,6 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
   private committed = false
   /** Where the body goes once committed: the response, or the route's first body filter. */
   private sink: Writable | null = null
-  private bodyBytes = 0
   private done = false
   /** The client went away (the upstream request is aborted as soon as undici hands over its controller). */
   clientGone = false
@@ -136,8 +133,6 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler {
 
   onResponseData (controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (!this.committed) this.commit()
-    this.bodyBytes += chunk.length
-    this.hooks.bodyChunk(this.bodyBytes, chunk.length)
     const sink = this.sink as Writable
     if (!writeFromParser(sink, chunk)) {
       controller.pause()

@@ -2,12 +2,13 @@ import { randomUUID } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import fp from 'fastify-plugin'
-import type { FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
+import type { FastifyBaseLogger, FastifyPluginAsync, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import { unmapIPv4 } from '../lib/ip.js'
 import { IsoClock } from '../lib/iso-clock.js'
 import { answerConnect, clientErrorAnswer, clientErrorRequestId, CONNECT_ANSWER } from '../lib/client-errors.js'
 import type { Outcome } from '../lib/gateway-context.js'
-import type { NewAuditLogRow } from '../repositories/database.js'
+import { addInFlight, hasInFlight, initInFlight, markTimedOut, removeInFlight, takeInFlight, timedOut } from '../lib/in-flight.js'
+import { accessLogLine, auditRow, type RequestRecord, roundMs } from '../lib/request-record.js'
 
 /**
  * The end of every request, seen once: one access-log line (pino, info), the request
@@ -21,19 +22,7 @@ import type { NewAuditLogRow } from '../repositories/database.js'
  * onResponse or the socket's close, whichever comes first, and only the first records it.
  */
 
-const kActive = Symbol('gatehouse.activeReplies')
-const kTimedOut = Symbol('gatehouse.clientTimedOut')
-
-interface TrackedSocket extends Socket {
-  /** The reply in flight on this connection (a Set only when a client pipelines). */
-  [kActive]?: FastifyReply | Set<FastifyReply> | null
-  /** Node's request timer fired while a request was in flight (Fastify then answers 408). */
-  [kTimedOut]?: boolean
-}
-
 const REQUEST_LINE = /^([A-Z]{1,20}) ([^\s]{1,2048}) HTTP\/1\.[01]\r?\n/
-
-const round = (ms: number): number => Math.round(ms * 1000) / 1000
 
 export interface AccessLog {
   /**
@@ -66,20 +55,13 @@ const accessLogPlugin: FastifyPluginAsync = async (app) => {
 
   app.decorate('accessLog', {
     routerRefused (request: FastifyRequest, reply: FastifyReply, detail: string) {
-      const status = reply.statusCode
-      const path = request.url.split('?')[0]
-      metrics.recordRequest(null, request.method, status, -1, 'blocked', 0, 0)
-      timeseries.record(null, status, -1, 0, 0, 'blocked')
-      const fields = { route: null, method: request.method, path, status, outcome: 'blocked', detail }
-      request.log.info(fields, 'request completed')
-      if (logShipping.enabled) logShipping.access({ reqId: request.id, ...fields })
-      audit.recordRequest(requestRow(request.id, unmapIPv4(request.ip), request.method, path, status, 'blocked', null, request.headers['user-agent'] ?? null, detail))
+      record(refusedRecord(request.id, unmapIPv4(request.ip), request.method, pathOf(request.url), reply.statusCode, 'blocked', request.headers['user-agent'] ?? null, detail), request.log)
     },
     hijackedReplyCompleted (reply: FastifyReply) {
-      if (untrack(reply.request.raw.socket as TrackedSocket, reply)) finish(reply.request, reply, reply.raw.statusCode)
+      if (removeInFlight(reply.request.raw.socket, reply)) finish(reply.request, reply, reply.raw.statusCode)
     },
     tunnelOpened (reply: FastifyReply) {
-      untrack(reply.request.raw.socket as TrackedSocket, reply)
+      removeInFlight(reply.request.raw.socket, reply)
     },
     tunnelClosed (reply: FastifyReply) {
       finish(reply.request, reply, 101)
@@ -89,9 +71,8 @@ const accessLogPlugin: FastifyPluginAsync = async (app) => {
 
   app.routeTable.onSwap((routes) => { metrics.retainRoutes(routes.map((route) => route.name)) })
 
-  function trackConnection (socket: TrackedSocket): void {
-    socket[kActive] = null
-    socket[kTimedOut] = false
+  function trackConnection (socket: Socket): void {
+    initInFlight(socket)
     metrics.connectionOpened()
     socket.once('close', onSocketClose)
   }
@@ -102,39 +83,18 @@ const accessLogPlugin: FastifyPluginAsync = async (app) => {
 
   app.addHook('onRequest', function trackRequest (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
     metrics.requestStarted()
-    const socket = request.raw.socket as TrackedSocket
-    const active = socket[kActive]
-    if (active === null || active === undefined) socket[kActive] = reply
-    else if (active instanceof Set) active.add(reply)
-    else socket[kActive] = new Set([active, reply])
+    addInFlight(request.raw.socket, reply)
     done()
   })
 
   app.addHook('onResponse', function requestCompleted (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
-    if (untrack(request.raw.socket as TrackedSocket, reply)) finish(request, reply, reply.statusCode)
+    if (removeInFlight(request.raw.socket, reply)) finish(request, reply, reply.statusCode)
     done()
   })
 
-  function untrack (socket: TrackedSocket, reply: FastifyReply): boolean {
-    const active = socket[kActive]
-    if (active === reply) {
-      socket[kActive] = null
-      return true
-    }
-    if (active instanceof Set && active.delete(reply)) {
-      if (active.size === 0) socket[kActive] = null
-      return true
-    }
-    return false
-  }
-
-  function onSocketClose (this: TrackedSocket): void {
+  function onSocketClose (this: Socket): void {
     metrics.connectionClosed()
-    const active = this[kActive]
-    if (active === null || active === undefined) return
-    this[kActive] = null
-    if (active instanceof Set) for (const reply of active) aborted(reply, this[kTimedOut] === true)
-    else aborted(active, this[kTimedOut] === true)
+    for (const reply of takeInFlight<FastifyReply>(this)) aborted(reply, timedOut(this))
   }
 
   /** The connection closed before the answer was complete: the client went away, or Node's request timer cut it. */
@@ -155,66 +115,56 @@ const accessLogPlugin: FastifyPluginAsync = async (app) => {
     finish(reply.request, reply, status)
   }
 
+  /** The one place an ended request is counted, logged, shipped and written to the audit log. */
+  function record (ended: RequestRecord, log: FastifyBaseLogger): void {
+    const routeName = ended.route === null ? null : ended.route.name
+    const durationMs = ended.durationMs ?? -1
+    const bytesIn = ended.bytesIn ?? 0
+    const bytesOut = ended.bytesOut ?? 0
+    metrics.recordRequest(routeName, ended.method ?? 'OTHER', ended.status, durationMs, ended.outcome, bytesIn, bytesOut)
+    timeseries.record(ended.route === null ? null : ended.route.id, ended.status, durationMs, bytesIn, bytesOut, ended.outcome)
+    if (logRequests || logShipping.enabled) {
+      const line = accessLogLine(ended)
+      if (logRequests) log.info(line, 'request completed')
+      if (logShipping.enabled) logShipping.access({ reqId: ended.requestId, ...line })
+    }
+    audit.recordRequest(auditRow(ended, clock.now()))
+  }
+
   function finish (request: FastifyRequest, reply: FastifyReply, status: number): void {
     metrics.requestEnded()
-    const durationMs = round(reply.elapsedTime)
+    const durationMs = roundMs(reply.elapsedTime)
     const context = request.gateway
     if (context !== null) {
-      const routeName = context.route === null ? null : context.route.name
-      const bytesOut = context.socket.bytesWritten - context.socketBytesWrittenAtStart
-      metrics.recordRequest(routeName, request.method, status, durationMs, context.outcome, context.bytesIn, bytesOut)
-      timeseries.record(context.route === null ? null : context.route.id, status, durationMs, context.bytesIn, bytesOut, context.outcome)
-      const traceId = context.trace === null ? null : context.trace.traceId
-      if (logRequests || logShipping.enabled) {
-        const fields = {
-          route: routeName,
-          method: request.method,
-          path: context.path,
-          status,
-          durationMs,
-          outcome: context.outcome,
-          traceId,
-          consumer: context.consumer === null ? null : context.consumer.name,
-          bytesIn: context.bytesIn,
-          bytesOut
-        }
-        if (logRequests) request.log.info(fields, 'request completed')
-        if (logShipping.enabled) logShipping.access({ reqId: request.id, ...fields })
-      }
-      if (exportSpans && context.trace !== null) {
-        tracing.serverSpanEnded(context.trace, { method: request.method, route: routeName, path: context.path, status, outcome: context.outcome, target: context.target, startedAt: context.startedAt })
-      }
-      audit.recordRequest({
-        ts: clock.now(),
-        event_type: 'request',
-        request_id: request.id,
-        client_ip: context.clientIp,
+      const ended: RequestRecord = {
+        eventType: 'request',
+        requestId: request.id,
+        clientIp: context.clientIp,
         method: request.method,
         path: context.path,
-        route_id: context.route === null ? null : context.route.id,
-        consumer_id: context.consumer === null ? null : context.consumer.id,
+        route: context.route,
+        consumer: context.consumer,
         status,
         outcome: context.outcome,
-        duration_ms: durationMs,
-        bytes_in: context.bytesIn,
-        bytes_out: bytesOut,
-        user_agent: request.headers['user-agent'] ?? null,
+        durationMs,
+        bytesIn: context.bytesIn,
+        bytesOut: context.socket.bytesWritten - context.socketBytesWrittenAtStart,
+        userAgent: request.headers['user-agent'] ?? null,
         detail: context.detail,
-        trace_id: traceId
-      })
+        traceId: context.trace === null ? null : context.trace.traceId
+      }
+      record(ended, request.log)
+      if (exportSpans && context.trace !== null) {
+        tracing.serverSpanEnded(context.trace, { method: request.method, route: ended.route === null ? null : ended.route.name, path: context.path, status, outcome: context.outcome, target: context.target, startedAt: context.startedAt })
+      }
       return
     }
-    const path = request.url.split('?')[0]
+    const path = pathOf(request.url)
     if (request.is404) {
       // A method the proxy does not route: proxied traffic that matched no route (docs/routing.md "Matching").
-      const detail = `no route for method ${request.method}`
-      metrics.recordRequest(null, request.method, status, durationMs, 'no_route', 0, 0)
-      timeseries.record(null, status, durationMs, 0, 0, 'no_route')
-      const fields = { route: null, method: request.method, path, status, durationMs, outcome: 'no_route' }
-      request.log.info(fields, 'request completed')
-      if (logShipping.enabled) logShipping.access({ reqId: request.id, ...fields })
-      audit.recordRequest(requestRow(request.id, unmapIPv4(request.ip), request.method, path, status, 'no_route', durationMs, request.headers['user-agent'] ?? null, detail))
-      return
+      const ended = refusedRecord(request.id, unmapIPv4(request.ip), request.method, path, status, 'no_route', request.headers['user-agent'] ?? null, `no route for method ${request.method}`)
+      ended.durationMs = durationMs
+      return record(ended, request.log)
     }
     // Reserved endpoints (/health, /admin/*, /metrics, /docs): logged, not counted as traffic.
     const fields = { route: null, method: request.method, path, status, durationMs }
@@ -222,11 +172,11 @@ const accessLogPlugin: FastifyPluginAsync = async (app) => {
     if (logShipping.enabled) logShipping.access({ reqId: request.id, ...fields })
   }
 
-  function onClientError (err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: TrackedSocket): void {
+  function onClientError (err: NodeJS.ErrnoException & { rawPacket?: Buffer }, socket: Socket): void {
     if (err.code === 'ECONNRESET' || socket.destroyed) return
-    if (socket[kActive] !== null && socket[kActive] !== undefined) {
+    if (hasInFlight(socket)) {
       // A request is in flight on this connection: it is recorded when the socket closes.
-      if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') socket[kTimedOut] = true
+      if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') markTimedOut(socket)
       return
     }
     // Nothing is answered on a connection that cannot be written to: no request to record.
@@ -234,15 +184,9 @@ const accessLogPlugin: FastifyPluginAsync = async (app) => {
     const { statusCode: status, outcome, message } = clientErrorAnswer(err.code)
     const detail = status === 400 ? `${message} (${err.code ?? 'unknown'})` : message
     const line = err.rawPacket === undefined ? null : REQUEST_LINE.exec(err.rawPacket.subarray(0, 2100).toString('latin1'))
-    const method = line === null ? null : line[1]
-    const path = line === null ? null : line[2].split('?')[0]
     const requestId = clientErrorRequestId(err)
-    metrics.recordRequest(null, method ?? 'OTHER', status, -1, outcome, 0, 0)
-    timeseries.record(null, status, -1, 0, 0, outcome)
-    const fields = { reqId: requestId, route: null, method, path, status, outcome, detail }
-    app.log.info(fields, 'request completed')
-    if (logShipping.enabled) logShipping.access(fields)
-    audit.recordRequest(requestRow(requestId, unmapIPv4(socket.remoteAddress ?? ''), method, path, status, outcome, null, null, detail))
+    const ended = refusedRecord(requestId, unmapIPv4(socket.remoteAddress ?? ''), line === null ? null : line[1], line === null ? null : pathOf(line[2]), status, outcome, null, detail)
+    record(ended, app.log.child({ reqId: requestId }))
   }
 
   /** A CONNECT on the main listener (Node's 'connect' event): answered 405 and recorded like a refused request. */
@@ -252,37 +196,20 @@ const accessLogPlugin: FastifyPluginAsync = async (app) => {
     const { statusCode: status, outcome, message } = CONNECT_ANSWER
     // The authority-form target ("host:443") is what a CONNECT asks for; it has no path.
     const target = (req.url ?? '').slice(0, 2048)
-    metrics.recordRequest(null, 'CONNECT', status, -1, outcome, 0, 0)
-    timeseries.record(null, status, -1, 0, 0, outcome)
-    const fields = { reqId: requestId, route: null, method: 'CONNECT', path: target, status, outcome }
-    app.log.info(fields, 'request completed')
-    if (logShipping.enabled) logShipping.access(fields)
-    audit.recordRequest(requestRow(requestId, unmapIPv4(socket.remoteAddress ?? ''), 'CONNECT', target, status, outcome, null, req.headers['user-agent'] ?? null, message))
+    record(refusedRecord(requestId, unmapIPv4(socket.remoteAddress ?? ''), 'CONNECT', target, status, outcome, req.headers['user-agent'] ?? null, message), app.log.child({ reqId: requestId }))
   }
 }
 
-function requestRow (
+const pathOf = (url: string): string => url.split('?')[0]
+
+/** A request answered before any gateway context counted its bytes or timed it. */
+function refusedRecord (
   requestId: string, clientIp: string, method: string | null, path: string | null, status: number,
-  outcome: Outcome, durationMs: number | null, userAgent: string | null, detail: string
-): NewAuditLogRow {
+  outcome: Outcome, userAgent: string | null, detail: string
+): RequestRecord {
   return {
-    ts: new Date().toISOString(),
-    event_type: 'request',
-    request_id: requestId,
-    client_ip: clientIp,
-    method,
-    path,
-    route_id: null,
-    consumer_id: null,
-    status,
-    outcome,
-    duration_ms: durationMs,
-    // Not measured: these never had a gateway context counting bytes.
-    bytes_in: null,
-    bytes_out: null,
-    user_agent: userAgent,
-    detail,
-    trace_id: null
+    eventType: 'request', requestId, clientIp, method, path, route: null, consumer: null, status, outcome,
+    durationMs: null, bytesIn: null, bytesOut: null, userAgent, detail, traceId: null
   }
 }
 

@@ -9,6 +9,7 @@ import { atMostEvery } from '../lib/at-most-every.js'
 import { parseBasicAuthorization } from '../lib/auth/basic.js'
 import { BusyError } from '../lib/auth/password.js'
 import type { ConsumerIdentity, Outcome } from '../lib/gateway-context.js'
+import { auditRow, roundMs } from '../lib/request-record.js'
 import { unmapIPv4 } from '../lib/ip.js'
 import { addUpstreamResponseHeaders } from '../lib/proxy-headers.js'
 import { countRawHeader } from '../lib/request-headers.js'
@@ -249,23 +250,23 @@ const egressPlugin: FastifyPluginAsync<EgressOptions> = async (app, options) => 
     stats.bytesOut += bytesOut
     bytes.inc({ direction: 'in' }, bytesIn)
     bytes.inc({ direction: 'out' }, bytesOut)
-    app.audit.recordRequest({
-      ts: new Date().toISOString(),
-      event_type: 'egress',
-      request_id: exchange.requestId,
-      client_ip: exchange.clientIp,
+    app.audit.recordRequest(auditRow({
+      eventType: 'egress',
+      requestId: exchange.requestId,
+      clientIp: exchange.clientIp,
       method: exchange.method,
       path: exchange.path,
-      route_id: null,
-      consumer_id: exchange.consumer?.id ?? null,
+      route: null,
+      consumer: exchange.consumer,
       status,
       outcome,
-      duration_ms: Math.round((performance.now() - exchange.startedAt) * 1000) / 1000,
-      bytes_in: bytesIn,
-      bytes_out: bytesOut,
-      user_agent: exchange.userAgent,
-      detail
-    })
+      durationMs: roundMs(performance.now() - exchange.startedAt),
+      bytesIn,
+      bytesOut,
+      userAgent: exchange.userAgent,
+      detail,
+      traceId: null
+    }, new Date().toISOString()))
   }
 
   function newExchange (request: IncomingMessage, method: string, path: string): Exchange {

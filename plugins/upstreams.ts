@@ -1,14 +1,13 @@
 import fp from 'fastify-plugin'
-import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
-import { Counter, Gauge } from 'prom-client'
-import { Pool } from 'undici'
-import { type Balancer, createBalancer } from '../lib/balancer.js'
-import { ActiveHealthCheck, DEFAULT_PASSIVE_HEALTH, type PassiveHealthOptions } from '../lib/health-check.js'
-import type { Route, RouteHealthCheck } from '../schemas/route.js'
-import { targetKey, type UpstreamTls, upstreamTlsOf } from '../lib/upstream-tls.js'
-import { type AttemptResult, Target } from '../lib/upstream-target.js'
-
-export { type AttemptResult, Target } from '../lib/upstream-target.js'
+import type { FastifyPluginAsync } from 'fastify'
+import { type ActiveHealthCheck, DEFAULT_PASSIVE_HEALTH, type PassiveHealthOptions } from '../lib/health-check.js'
+import { HealthProbers } from '../lib/health-probers.js'
+import { RouteBalancers } from '../lib/route-balancers.js'
+import { registerUpstreamMetrics } from '../lib/upstream-metrics.js'
+import { UpstreamPools } from '../lib/upstream-pools.js'
+import type { AttemptResult, Target } from '../lib/upstream-target.js'
+import { UpstreamTargets } from '../lib/upstream-targets.js'
+import type { Route } from '../schemas/route.js'
 
 export interface Upstreams {
   /** Pick a target for this route, skipping `exclude`; null when none is usable. Count the request in `inFlight` yourself. */
@@ -39,130 +38,20 @@ export interface UpstreamsOptions {
   passiveHealth?: Partial<PassiveHealthOptions>
 }
 
-interface CompiledBalancer {
-  signature: string
-  balancer: Balancer<Target>
-}
-
 const upstreamsPlugin: FastifyPluginAsync<UpstreamsOptions> = async (app, options) => {
   const passive: PassiveHealthOptions = { ...DEFAULT_PASSIVE_HEALTH, ...options.passiveHealth }
   validateOptions(options, passive)
-  const pools = new Map<string, Pool>()
-  const targets = new Map<string, Target>()
-  /** Per route id: the balancer keeps its smooth round-robin state while the route's targets stay the same. */
-  const balancers = new Map<string, CompiledBalancer>()
-  const probers = new Map<string, { key: string, check: ActiveHealthCheck }>()
-  /** The pool key of each target, to close pools no target uses any more. */
-  const poolKeys = new WeakMap<Target, string>()
+  const pools = new UpstreamPools({ connectionsPerOrigin: options.connectionsPerOrigin ?? 128, connectTimeoutMs: options.connectTimeoutMs ?? 5000 })
+  const targets = new UpstreamTargets(pools, passive)
+  const balancers = new RouteBalancers(targets)
+  const probers = new HealthProbers(targets, (target, healthy, reason) => {
+    app.log[healthy ? 'info' : 'warn']({ target: target.url, reason }, healthy ? 'active health check: target up' : 'active health check: target down')
+  })
   let retries = 0
-
-  /** One pool per origin and TLS settings: a route's new upstreamTls gets a new pool on its next request. */
-  function poolFor (origin: string, tls: UpstreamTls | null): Pool {
-    const key = tls === null ? origin : `${origin}#${tls.key}`
-    let pool = pools.get(key)
-    if (pool === undefined) {
-      pool = new Pool(origin, {
-        connections: options.connectionsPerOrigin ?? 128,
-        connectTimeout: options.connectTimeoutMs ?? 5000,
-        keepAliveTimeout: 4000,
-        pipelining: 1,
-        ...(tls === null ? {} : { connect: tls.connect })
-      })
-      pools.set(key, pool)
-    }
-    return pool
-  }
-
-  /** Targets are shared by URL, and by TLS settings for https targets of routes with upstreamTls. */
-  function targetFor (url: string, tls: UpstreamTls | null = null): Target {
-    const key = targetKey(url, tls)
-    let target = targets.get(key)
-    if (target === undefined) {
-      target = new Target(url, poolFor(new URL(url).origin, tls), passive)
-      targets.set(key, target)
-      poolKeys.set(target, tls === null ? target.origin : `${target.origin}#${tls.key}`)
-    }
-    return target
-  }
-
-  function compile (route: Route): CompiledBalancer {
-    const signature = balancerSignature(route)
-    const existing = balancers.get(route.id)
-    if (existing !== undefined && existing.signature === signature) return existing
-    const compiled = {
-      signature,
-      balancer: createBalancer(route.loadBalancing, route.targets.map(({ url, weight }) => ({ target: targetFor(url, upstreamTlsOf(route, url)), weight })))
-    }
-    balancers.set(route.id, compiled)
-    return compiled
-  }
-
-  function sync (routes: readonly Route[]): void {
-    const wanted = new Set<string>()
-    for (const route of routes) {
-      for (const { url } of route.targets) {
-        const tls = upstreamTlsOf(route, url)
-        wanted.add(targetKey(url, tls))
-        targetFor(url, tls)
-      }
-    }
-
-    const ids = new Set<string>()
-    for (const route of routes) {
-      ids.add(route.id)
-      compile(route)
-    }
-    for (const id of balancers.keys()) if (!ids.has(id)) balancers.delete(id)
-
-    syncProbers(routes)
-
-    for (const key of targets.keys()) if (!wanted.has(key)) targets.delete(key)
-    const livePools = new Set([...targets.values()].map((target) => poolKeys.get(target)))
-    for (const [key, pool] of pools) {
-      if (!livePools.has(key)) {
-        pools.delete(key)
-        // close() lets requests still on this pool finish.
-        pool.close().catch(() => {})
-      }
-    }
-  }
-
-  /**
-   * One prober per target URL per process. When routes sharing a URL configure different
-   * checks, the first enabled route (creation order) with a healthCheck decides.
-   */
-  function syncProbers (routes: readonly Route[]): void {
-    const wanted = new Map<string, RouteHealthCheck>()
-    const tlsOf = new Map<string, UpstreamTls | null>()
-    for (const route of routes) {
-      if (!route.enabled || route.healthCheck === null) continue
-      for (const { url } of route.targets) {
-        if (wanted.has(url)) continue
-        wanted.set(url, route.healthCheck)
-        tlsOf.set(url, upstreamTlsOf(route, url))
-      }
-    }
-    for (const [url, running] of probers) {
-      const config = wanted.get(url)
-      if (config === undefined || JSON.stringify(config) !== running.key) {
-        probers.delete(url)
-        void running.check.stop()
-      }
-    }
-    for (const [url, config] of wanted) {
-      if (probers.has(url)) continue
-      const check = new ActiveHealthCheck(targetFor(url, tlsOf.get(url) ?? null), config, (target, healthy, reason) => {
-        app.log[healthy ? 'info' : 'warn']({ target: target.url, reason }, healthy ? 'active health check: target up' : 'active health check: target down')
-      })
-      probers.set(url, { key: JSON.stringify(config), check })
-      check.start()
-    }
-  }
 
   const upstreams: Upstreams = {
     select (route, exclude) {
-      const compiled = balancers.get(route.id) ?? compile(route)
-      const target = compiled.balancer.pick(Date.now(), exclude)
+      const target = balancers.pick(route, Date.now(), exclude)
       target?.chosen()
       return target
     },
@@ -180,32 +69,29 @@ const upstreamsPlugin: FastifyPluginAsync<UpstreamsOptions> = async (app, option
       const now = Date.now()
       let soonest = Infinity
       for (const { url } of route.targets) {
-        const target = targets.get(targetKey(url, upstreamTlsOf(route, url)))
+        const target = targets.ofRoute(route, url)
         if (target !== undefined) soonest = Math.min(soonest, target.waitMs(now))
       }
       return Number.isFinite(soonest) ? Math.max(1, Math.ceil(soonest / 1000)) : 1
     },
     countRetry () { retries++ },
     targets: () => targets.values(),
-    target: (url) => targets.get(url) ?? [...targets.values()].find((target) => target.url === url),
-    healthCheck: (url) => probers.get(url)?.check
+    target: (url) => targets.find(url),
+    healthCheck: (url) => probers.get(url)
   }
 
   app.decorate('upstreams', upstreams)
-  if (app.hasDecorator('metrics')) registerMetrics(app, upstreams, () => retries)
-  app.routeTable.onSwap(sync)
-  app.addHook('onClose', async () => {
-    await Promise.all([...probers.values()].map(({ check }) => check.stop()))
-    probers.clear()
-    await Promise.all([...pools.values()].map((pool) => pool.close()))
+  if (app.hasDecorator('metrics')) registerUpstreamMetrics(app.metrics.registry, upstreams.targets, () => retries)
+  app.routeTable.onSwap((routes) => {
+    // Targets first: balancers and probers take theirs from it, and it closes the pools left unused.
+    targets.sync(routes)
+    balancers.sync(routes)
+    probers.sync(routes)
   })
-}
-
-function balancerSignature (route: Route): string {
-  let signature = route.loadBalancing
-  if (route.upstreamTls !== null) signature += ` tls=${JSON.stringify(route.upstreamTls)}`
-  for (const { url, weight } of route.targets) signature += ` ${weight}*${url}`
-  return signature
+  app.addHook('onClose', async () => {
+    await probers.stop()
+    await pools.close()
+  })
 }
 
 function validateOptions (options: UpstreamsOptions, passive: PassiveHealthOptions): void {
@@ -218,53 +104,6 @@ function validateOptions (options: UpstreamsOptions, passive: PassiveHealthOptio
   positive('passiveHealth.cooldownMs', passive.cooldownMs)
   positive('passiveHealth.maxCooldownMs', passive.maxCooldownMs)
   if (passive.maxCooldownMs < passive.cooldownMs) throw new Error('upstreams option passiveHealth.maxCooldownMs must be at least passiveHealth.cooldownMs')
-}
-
-/**
- * Target gauges are read when /metrics is scraped (collect), so the request path only
- * keeps the plain fields it keeps anyway.
- */
-function registerMetrics (app: FastifyInstance, upstreams: Upstreams, retries: () => number): void {
-  const registers = [app.metrics.registry]
-  const perTarget = (name: string, help: string, value: (target: Target) => number): void => {
-    // eslint-disable-next-line no-new -- prom-client registers the metric when it is built
-    new Gauge({
-      name,
-      help,
-      labelNames: ['target'],
-      registers,
-      collect () {
-        this.reset()
-        for (const target of upstreams.targets()) this.set({ target: target.url }, value(target))
-      }
-    })
-  }
-  perTarget('gatehouse_upstream_target_healthy', '1 when the target takes requests, 0 while ejected or failing its active check', (target) => target.healthy ? 1 : 0)
-  perTarget('gatehouse_upstream_target_in_flight', 'Requests sent to the target and not yet finished', (target) => target.inFlight)
-  perTarget('gatehouse_upstream_target_ejected', '1 while the target is ejected by passive health checks (including its half-open trial)', (target) => target.ejectedUntil === null ? 0 : 1)
-  perTarget('gatehouse_upstream_target_consecutive_failures', 'Failures in a row (connect errors, resets, timeouts, 5xx)', (target) => target.consecutiveFailures)
-  perTarget('gatehouse_upstream_target_active_healthy', 'Active health check verdict: 1 up, 0 down, -1 not probed', (target) => target.activeHealthy === null ? -1 : target.activeHealthy ? 1 : 0)
-  // eslint-disable-next-line no-new -- prom-client registers the metric when it is built
-  new Counter({
-    name: 'gatehouse_upstream_target_ejections_total',
-    help: 'Passive-health ejections of the target',
-    labelNames: ['target'],
-    registers,
-    collect () {
-      this.reset()
-      for (const target of upstreams.targets()) this.inc({ target: target.url }, target.ejectionsTotal)
-    }
-  })
-  // eslint-disable-next-line no-new -- prom-client registers the metric when it is built
-  new Counter({
-    name: 'gatehouse_upstream_retries_total',
-    help: 'Requests sent again to another target after a connection failure',
-    registers,
-    collect () {
-      this.reset()
-      this.inc(retries())
-    }
-  })
 }
 
 export default fp(upstreamsPlugin, { name: 'upstreams', dependencies: ['route-table'] })
