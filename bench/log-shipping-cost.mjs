@@ -26,7 +26,9 @@ const { values } = parseArgs({
     /** Which of neither, sink, otlp, sink+otlp to compare (the first is the reference). */
     profiles: { type: 'string', default: 'neither,sink+otlp' },
     /** Pin each gateway to this CPU (Linux taskset), so its cost is measured on one core. */
-    'gateway-cpu': { type: 'string' }
+    'gateway-cpu': { type: 'string' },
+    /** The gateways' LOG_LEVEL: warn (no stdout access log) isolates the shipping; info is the default. */
+    'log-level': { type: 'string', default: 'warn' }
   }
 })
 const requests = Number(values.requests)
@@ -101,10 +103,12 @@ const profiles = {
 for (const [name, extra] of Object.entries(profiles).filter(([name]) => values.profiles.split(',').includes(name))) {
   const port = await freePort()
   const child = start(launcher, {
-    PORT: String(port), HOST: '127.0.0.1', ADMIN_TOKEN, LOG_LEVEL: 'warn', WORKERS: '1',
+    PORT: String(port), HOST: '127.0.0.1', ADMIN_TOKEN, LOG_LEVEL: values['log-level'], WORKERS: '1',
     DATABASE_URL: `sqlite:${path.join(scratch, `${name.replace('+', '-')}.db`)}`,
     ...extra
   }, values['gateway-cpu'])
+  // The stdout access log (LOG_LEVEL=info) is read and thrown away, as a log collector would read it.
+  child.stdout.resume()
   const base = `http://127.0.0.1:${port}`
   await ready(`${base}/health`)
   const created = await fetch(`${base}/admin/routes`, {
