@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import { performance } from 'node:perf_hooks'
 import { pipeline as pipeStreams, Readable, type Writable } from 'node:stream'
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Dispatcher } from 'undici'
 import { BodyTooLargeError, hasRequestBody, limitedRequestBody } from './body-limit.js'
 import { type GatewayError, gatewayErrors } from './errors.js'
@@ -13,25 +13,43 @@ import type { UpstreamRequest } from './pipeline.js'
 import { routePrefixOf } from './route-matcher.js'
 import { addServerTiming, upstreamAnswered } from './server-timing.js'
 import { type SendTimeoutError, UpstreamExchange, UpstreamStatusError } from './upstream-exchange.js'
-import type { Target } from './upstream-target.js'
+import type { Route } from '../schemas/route.js'
+import type { Tracer } from './tracer.js'
+import type { AttemptResult, Target } from './upstream-target.js'
 import { isUpstreamTlsFailure } from './upstream-tls.js'
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'])
 
 export type ForwardHandler = (request: FastifyRequest, reply: FastifyReply) => Promise<void>
 
+/** What forwarding needs from the rest of the gateway; plugins/proxy.ts passes it in. */
+export interface ForwardDependencies {
+  /** Target choice, passive health and retry counting (app.upstreams). */
+  upstreams: {
+    select: (route: Route, exclude?: ReadonlySet<Target>) => Target | null
+    report: (target: Target, result: AttemptResult) => void
+    retryAfterSeconds: (route: Route) => number
+    countRetry: () => void
+  }
+  tracer: Tracer
+  /** A proxied answer streamed through the hijacked reply reached the client whole: record it (app.accessLog). */
+  completed: (reply: FastifyReply) => void
+  /** SEND_TIMEOUT_MS. */
+  sendTimeoutMs: number
+  /** SERVER_TIMING. */
+  serverTiming: boolean
+}
+
 /**
  * The one function that sends a routed request upstream, so the transport can be swapped
  * behind it (README "Why proxied traffic goes through undici directly"): undici
  * Pool.dispatch straight from the raw request, one pass over headers, target choice and
- * retries through app.upstreams, failures mapped to 502/503/504.
+ * retries through `upstreams`, failures mapped to 502/503/504.
  * Settles once the reply is answered or handed to the exchange streaming the upstream's
  * answer (lib/upstream-exchange.ts), which hijacks it from Fastify: the route handler must
  * not return this promise to Fastify.
  */
-export function createForward (app: FastifyInstance): ForwardHandler {
-  const { accessLog } = app
-
+export function createForward ({ upstreams, tracer, completed, sendTimeoutMs, serverTiming }: ForwardDependencies): ForwardHandler {
   /**
    * The upstream's status and headers, minus hop-by-hop ones, plus what the gateway's stages
    * set; answers where the body goes: the client's response, or the first of the route's body
@@ -57,17 +75,12 @@ export function createForward (app: FastifyInstance): ForwardHandler {
     return filters[0]
   }
 
-  function completed (reply: FastifyReply): void { accessLog.hijackedReplyCompleted(reply) }
-
   /** A slow reader cut off: the client's doing, never the target's (docs/upstreams.md "Slow readers: `SEND_TIMEOUT_MS`"). */
   function cutOff (reply: FastifyReply, err: SendTimeoutError): void {
     const context = reply.request.gateway as GatewayContext
     context.outcome = 'blocked'
     context.detail = err.message
   }
-  const sendTimeoutMs = app.config.sendTimeoutMs
-  const tracing = app.tracing
-  const serverTiming = app.config.serverTiming
 
   return async function forward (request, reply) {
     const context = request.gateway as GatewayContext
@@ -90,7 +103,6 @@ export function createForward (app: FastifyInstance): ForwardHandler {
     const traceparentAt = trace === null ? -1 : upstreamRequest.headers.push('traceparent', '') - 1
     const timeoutMs = route.timeoutMs
     const idempotent = IDEMPOTENT.has(request.method)
-    const upstreams = app.upstreams
     let tried: Set<Target> | undefined
     let lastFailure: GatewayError | null = null
     // Between and after attempts nobody else listens: a client abort then must not be an
@@ -105,7 +117,7 @@ export function createForward (app: FastifyInstance): ForwardHandler {
         return
       }
       context.target = target.url
-      const span = trace === null ? null : tracing.clientSpan(trace, request.method, target.url, tried?.size ?? 0)
+      const span = trace === null ? null : tracer.clientSpan(trace, request.method, target.url, tried?.size ?? 0)
       if (span !== null) upstreamRequest.headers[traceparentAt] = span.traceparent
       const attemptBody = body === null ? null : new AttemptBody(body)
       target.inFlight++

@@ -50,7 +50,13 @@ export default async function proxy (app: FastifyInstance): Promise<void> {
   // The audit row, metrics and access-log line of each request: plugins/access-log.ts (root hooks,
   // so requests refused before this scope and clients that go away are recorded too).
 
-  const forward = createForward(app)
+  const forward = createForward({
+    upstreams: app.upstreams,
+    tracer: app.tracing,
+    completed: (reply) => { app.accessLog.hijackedReplyCompleted(reply) },
+    sendTimeoutMs: app.config.sendTimeoutMs,
+    serverTiming: app.config.serverTiming
+  })
   const websockets = app.websockets
   app.route({
     method: ['DELETE', 'GET', 'HEAD', 'PATCH', 'POST', 'PUT', 'OPTIONS'],
