@@ -21,7 +21,7 @@ function run (hook: NonNullable<RouteStage['onRequest']>): Promise<Error | undef
   return new Promise((resolve) => { hook(request, reply, ((err?: Error) => { resolve(err) }) as HookHandlerDoneFunction) })
 }
 
-t.test('stages run in the contract\'s order whatever the order they were registered in', async (t) => {
+t.test('stages run in the documented order (docs/policies.md) whatever the order they were registered in', async (t) => {
   const ran: string[] = []
   const compilers = new Map<StageName, CompileStage>([...STAGE_ORDER].reverse().map((name) => [name, () => stage(name, ran)]))
   const pipeline = compilePipeline(route, compilers, () => t.fail('nothing fails'))

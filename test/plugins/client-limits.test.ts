@@ -65,7 +65,7 @@ function assertGatewayError (t: Test, text: string, statusCode: number, error: s
   t.equal(header(text, 'x-request-id'), body.requestId)
 }
 
-t.test('the server applies the contract defaults for client timeouts and header size', async (t) => {
+t.test('the server applies the documented defaults (README) for client timeouts and header size', async (t) => {
   const { app } = await startGateway(t)
   t.equal(app.server.headersTimeout, 10_000)
   t.equal(app.server.requestTimeout, 60_000)

@@ -38,7 +38,7 @@ function live (app: FastifyInstance, route: Route): Route {
 
 const stageNames = (app: FastifyInstance, route: Route): string[] => app.routeTable.pipelineOf(live(app, route)).stages.map((stage) => stage.name)
 
-t.test('each route compiles only the stages its fields enable, in the contract\'s order', async (t) => {
+t.test('each route compiles only the stages its fields enable, in the documented order (docs/policies.md)', async (t) => {
   const { app, bare, guarded } = await setup(t)
   t.same(stageNames(app, bare), ['body-limit'])
   t.same(stageNames(app, guarded), ['cors', 'auth', 'rate-limit', 'body-limit'])
@@ -74,7 +74,7 @@ t.test('a proxied request runs its route\'s stages and no other route\'s', async
   t.same(ran, ['/guarded/y'])
 })
 
-t.test('a request failing several stages gets the answer of the first in the contract\'s order', async (t) => {
+t.test('a request failing several stages gets the answer of the first in the documented order (docs/policies.md)', async (t) => {
   const { app, url, upstreamHits } = await setup(t)
   await createConsumer(app, 'alice')
   await createConsumer(app, 'bob')

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { adminHeaders, buildTestApp, createRoute, httpRequest, startGateway, startUpstream } from '../helper.js'
 
-/** Every reserved endpoint of the contract (sections 2 and 4), as OpenAPI paths. */
+/** Every reserved endpoint (docs/admin-api.md, docs/observability.md), as OpenAPI paths. */
 const CONTRACT: Array<[method: string, path: string]> = [
   ['get', '/health'], ['get', '/ready'], ['get', '/metrics'],
   ['get', '/admin/routes'], ['post', '/admin/routes'], ['get', '/admin/routes/{id}'], ['put', '/admin/routes/{id}'],
@@ -67,7 +67,7 @@ t.test('/docs/json documents every reserved endpoint present, with schemas and t
       t.ok(operation.requestBody?.content?.['application/json']?.schema !== undefined, `${method.toUpperCase()} ${path}: request schema`)
     }
   }
-  t.ok(checked >= 10, `${checked} contract endpoints checked`)
+  t.ok(checked >= 10, `${checked} reserved endpoints checked`)
 
   const paths = Object.keys(doc.paths)
   t.same(paths.filter((path) => path.includes('*')), [], 'no catch-all (proxied or admin 404) is documented')

@@ -4,7 +4,7 @@ import t from 'tap'
 import { adminHeaders, createRoute, freePort, httpRequest, rawHttp, rawStatus, startGateway, startUpstream } from '../helper.js'
 import { version } from '../../lib/version.js'
 
-t.test('GET /admin/status answers the contract\'s fields with exact counts', async (t) => {
+t.test('GET /admin/status answers its documented fields with exact counts', async (t) => {
   const upstream = await startUpstream(t)
   const second = await startUpstream(t)
   const deadPort = await freePort()
