@@ -5,12 +5,12 @@
 // Linux), and the ratios.
 //   npm run build && node bench/audit-cost.mjs [--requests N] [--rounds N] [--connections N] [--dist DIR]
 import { spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
-import autocannon from 'autocannon'
+import { createBenchRoute, measureInRounds, median, ready } from './cost-rounds.mjs'
 import { freePort } from './free-port.mjs'
 
 const { values } = parseArgs({
@@ -39,20 +39,6 @@ function start (script, env) {
   return child
 }
 
-async function ready (url) {
-  for (let i = 0; i < 600; i++) {
-    try { if ((await fetch(url)).ok) return } catch {}
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-  throw new Error(`${url} never answered`)
-}
-
-/** utime + stime of a process in ms (Linux /proc; clock ticks are 100 Hz). */
-function cpuMs (pid) {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
-  return (Number(fields[11]) + Number(fields[12])) * 10
-}
-
 // One launcher for both, so the two differ in auditRequests only.
 const dist = path.resolve(root, values.dist)
 const launcher = path.join(scratch, 'launch.mjs')
@@ -79,31 +65,12 @@ for (const [name, audit] of [['audit on', '1'], ['audit off', '0']]) {
   })
   const base = `http://127.0.0.1:${port}`
   await ready(`${base}/health`)
-  const created = await fetch(`${base}/admin/routes`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ name: 'bench', path: '/api/bench', targets: [{ url: upstreamUrl, weight: 1 }] })
-  })
-  if (created.status !== 201) throw new Error(`creating the route on ${name}: ${created.status}`)
+  await createBenchRoute(base, ADMIN_TOKEN, upstreamUrl, name)
   targets.push({ name, base, child, rps: [], cpu: [] })
 }
 
-const run = (url, amount) => autocannon({ url, connections, amount, pipelining: 1 })
-for (const target of targets) await run(`${target.base}/api/bench/items/42`, Math.min(5000, requests)) // warm-up
-for (let round = 1; round <= rounds; round++) {
-  for (const target of targets) {
-    const before = cpuMs(target.child.pid)
-    const result = await run(`${target.base}/api/bench/items/42`, requests)
-    // Let the audit writer finish this round's rows: their cost belongs to these requests.
-    await new Promise((resolve) => setTimeout(resolve, 300))
-    const cpuPerRequestUs = (cpuMs(target.child.pid) - before) * 1000 / result.requests.total
-    if (result.non2xx > 0 || result.errors > 0) throw new Error(`${target.name}: ${result.non2xx} non-2xx, ${result.errors} errors`)
-    target.rps.push(result.requests.average)
-    target.cpu.push(cpuPerRequestUs)
-    console.log(`round ${round}  ${target.name.padEnd(9)}  ${result.requests.average.toFixed(0)} req/s  ${cpuPerRequestUs.toFixed(1)} µs CPU/request`)
-  }
-}
-const median = (list) => [...list].sort((a, b) => a - b)[Math.floor(list.length / 2)]
+// Let the audit writer finish this round's rows: their cost belongs to these requests.
+await measureInRounds(targets, { rounds, requests, connections, settleMs: 300 })
 const [on, off] = targets
 console.log(`\nmedian req/s: on ${median(on.rps).toFixed(0)}, off ${median(off.rps).toFixed(0)} → on/off ${(median(on.rps) / median(off.rps)).toFixed(3)}`)
 console.log(`median CPU µs/request: on ${median(on.cpu).toFixed(1)}, off ${median(off.cpu).toFixed(1)} → off/on ${(median(off.cpu) / median(on.cpu)).toFixed(3)} (the throughput ratio when CPU-bound)`)

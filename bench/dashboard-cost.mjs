@@ -7,13 +7,14 @@
 // Needs chromium (GATEHOUSE_CHROMIUM, default /usr/bin/chromium).
 //   npm run build && node bench/dashboard-cost.mjs [--seconds N] [--requests N]
 import { spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 import autocannon from 'autocannon'
 import { chromium } from 'playwright-core'
+import { cpuMs } from './cost-rounds.mjs'
 import { freePort } from './free-port.mjs'
 
 const { values } = parseArgs({ options: { seconds: { type: 'string', default: '30' }, requests: { type: 'string', default: '20000' } } })
@@ -32,11 +33,6 @@ function start (script, env) {
   children.add(child)
   return child
 }
-function cpuMs (pid) {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
-  return (Number(fields[11]) + Number(fields[12])) * 10
-}
-
 // 1a. Timeseries.record, alone.
 const { Timeseries } = await import(pathToFileURL(path.join(root, 'dist/lib/timeseries.js')).href)
 const series = new Timeseries()

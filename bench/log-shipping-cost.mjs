@@ -7,13 +7,13 @@
 //   npm run build && node --expose-gc bench/log-shipping-cost.mjs [--requests N] [--rounds N] [--connections N] [--queue N] [--profiles neither,sink,otlp,sink+otlp] [--gateway-cpu 0]
 //   One core for the gateway, the rest on the other: taskset -c 1 node --expose-gc bench/log-shipping-cost.mjs --gateway-cpu 0
 import { spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:http'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
-import autocannon from 'autocannon'
+import { createBenchRoute, measureInRounds, median, ready, sendRequests } from './cost-rounds.mjs'
 import { freePort } from './free-port.mjs'
 
 const { values } = parseArgs({
@@ -49,20 +49,6 @@ function start (script, env, cpu) {
   const child = spawn(command, args, { cwd: root, env: { ...process.env, NODE_ENV: 'production', ...env }, stdio: ['ignore', 'pipe', 'inherit'], detached: true })
   children.add(child)
   return child
-}
-
-async function ready (url) {
-  for (let i = 0; i < 600; i++) {
-    try { if ((await fetch(url)).ok) return } catch {}
-    await new Promise((resolve) => setTimeout(resolve, 100))
-  }
-  throw new Error(`${url} never answered`)
-}
-
-/** utime + stime of a process in ms (Linux /proc; clock ticks are 100 Hz). */
-function cpuMs (pid) {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ')
-  return (Number(fields[11]) + Number(fields[12])) * 10
 }
 
 const dist = path.resolve(root, values.dist)
@@ -111,31 +97,12 @@ for (const [name, extra] of Object.entries(profiles).filter(([name]) => values.p
   child.stdout.resume()
   const base = `http://127.0.0.1:${port}`
   await ready(`${base}/health`)
-  const created = await fetch(`${base}/admin/routes`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ name: 'bench', path: '/api/bench', targets: [{ url: upstreamUrl, weight: 1 }] })
-  })
-  if (created.status !== 201) throw new Error(`creating the route on ${name}: ${created.status}`)
+  await createBenchRoute(base, ADMIN_TOKEN, upstreamUrl, name)
   targets.push({ name, base, child, rps: [], cpu: [] })
 }
 
-const run = (url, amount) => autocannon({ url, connections, amount, pipelining: 1 })
-for (const target of targets) await run(`${target.base}/api/bench/items/42`, Math.min(5000, requests)) // warm-up
-for (let round = 1; round <= rounds; round++) {
-  for (const target of targets) {
-    const before = cpuMs(target.child.pid)
-    const result = await run(`${target.base}/api/bench/items/42`, requests)
-    // Let the last batches (lines, spans, audit rows) leave: their cost belongs to these requests.
-    await new Promise((resolve) => setTimeout(resolve, 1500))
-    const cpuPerRequestUs = (cpuMs(target.child.pid) - before) * 1000 / result.requests.total
-    if (result.non2xx > 0 || result.errors > 0) throw new Error(`${target.name}: ${result.non2xx} non-2xx, ${result.errors} errors`)
-    target.rps.push(result.requests.average)
-    target.cpu.push(cpuPerRequestUs)
-    console.log(`round ${round}  ${target.name.padEnd(9)}  ${result.requests.average.toFixed(0)} req/s  ${cpuPerRequestUs.toFixed(1)} µs CPU/request`)
-  }
-}
-const median = (list) => [...list].sort((a, b) => a - b)[Math.floor(list.length / 2)]
+// Let the last batches (lines, spans, audit rows) leave: their cost belongs to these requests.
+await measureInRounds(targets, { rounds, requests, connections, settleMs: 1500 })
 const [reference, ...others] = targets
 console.log('')
 for (const target of targets) console.log(`median ${target.name.padEnd(9)}  ${median(target.rps).toFixed(0)} req/s  ${median(target.cpu).toFixed(1)} µs CPU/request`)
@@ -154,14 +121,14 @@ if (typeof globalThis.gc === 'function') {
   const app = await buildApp(loadConfig({ DATABASE_URL: 'sqlite::memory:', ADMIN_TOKEN, LOG_LEVEL: 'silent', LOG_SINKS: `http://127.0.0.1:${dead}/x`, LOG_SINK_QUEUE: String(queue) }), { auditRequests: false })
   await app.listen({ port: 0, host: '127.0.0.1' })
   const base = `http://127.0.0.1:${app.server.address().port}`
-  await fetch(`${base}/admin/routes`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify({ name: 'bench', path: '/api/bench', targets: [{ url: upstreamUrl, weight: 1 }] }) })
-  await run(`${base}/api/bench/items/42`, 2000)
+  await createBenchRoute(base, ADMIN_TOKEN, upstreamUrl, 'the queue gateway')
+  await sendRequests(`${base}/api/bench/items/42`, 2000, connections)
   await new Promise((resolve) => setTimeout(resolve, 200))
   // The warm-up's lines are queued too: measure from an empty-ish queue by counting the difference.
   globalThis.gc()
   const queuedBefore = app.logShipping.status()[0].queued
   const heapBefore = process.memoryUsage().heapUsed
-  await run(`${base}/api/bench/items/42`, queue + 2000)
+  await sendRequests(`${base}/api/bench/items/42`, queue + 2000, connections)
   await new Promise((resolve) => setTimeout(resolve, 200))
   globalThis.gc()
   const heapAfter = process.memoryUsage().heapUsed
