@@ -59,6 +59,18 @@ export async function signIn (page: Page, token: string = ADMIN_TOKEN): Promise<
   await page.getByRole('button', { name: 'Sign in' }).click()
 }
 
+/**
+ * A navigation function for `page`: clicks the page's link in the navigation, waits for its
+ * heading, and checks the URL's hash.
+ */
+export function navigator (page: Page, t: { equal: (found: unknown, wanted: unknown) => unknown }): (hash: string, title: string) => Promise<void> {
+  return async (hash, title) => {
+    await page.getByRole('navigation').getByRole('link', { name: title, exact: true }).click()
+    await page.getByRole('heading', { name: title, level: 1 }).waitFor()
+    t.equal(new URL(page.url()).hash, `#/${hash}`)
+  }
+}
+
 /** Accepts the next confirm() (deletions ask first). */
 export function acceptNextDialog (page: Page): void {
   page.once('dialog', (dialog) => { void dialog.accept() })

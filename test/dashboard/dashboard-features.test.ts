@@ -2,7 +2,7 @@ import t from 'tap'
 import type { Page } from 'playwright-core'
 import { adminHeaders, httpRequest, startGateway } from '../helper.js'
 import { makeCertificate } from '../tls-helper.js'
-import { acceptNextDialog, launchBrowser, openDashboard, SKIP_MESSAGE, signIn, type Session } from './browser.js'
+import { acceptNextDialog, launchBrowser, navigator, openDashboard, SKIP_MESSAGE, signIn, type Session } from './browser.js'
 
 /**
  * The pages of the features that landed beside the dashboard (certificates, egress rules,
@@ -21,11 +21,7 @@ t.test('certificates, egress rules and configuration history in a real browser',
   const page: Page = session.page
   await signIn(page)
   await page.getByRole('heading', { name: 'Overview' }).waitFor()
-  const go = async (hash: string, title: string) => {
-    await page.getByRole('navigation').getByRole('link', { name: title, exact: true }).click()
-    await page.getByRole('heading', { name: title, level: 1 }).waitFor()
-    t.equal(new URL(page.url()).hash, `#/${hash}`)
-  }
+  const go = navigator(page, t)
   const fieldOf = (form: ReturnType<Page['getByRole']>, name: string) => form.locator('.field', { has: page.locator(`[name=${name}]`) })
 
   t.test('Certificates: create, a key that does not match shown next to it, listed without the key, delete', async (t) => {

@@ -1,7 +1,7 @@
 import t from 'tap'
 import type { Page } from 'playwright-core'
 import { adminHeaders, createRoute, httpRequest, startGateway, startUpstream } from '../helper.js'
-import { acceptNextDialog, launchBrowser, openDashboard, SKIP_MESSAGE, signIn, type Session } from './browser.js'
+import { acceptNextDialog, launchBrowser, navigator, openDashboard, SKIP_MESSAGE, signIn, type Session } from './browser.js'
 
 /** Each page's main action through the UI, checked against the admin API over a real socket. */
 t.test('dashboard pages in a real browser', async (t) => {
@@ -14,11 +14,7 @@ t.test('dashboard pages in a real browser', async (t) => {
   const page: Page = session.page
   await signIn(page)
   await page.getByRole('heading', { name: 'Overview' }).waitFor()
-  const go = async (hash: string, title: string) => {
-    await page.getByRole('navigation').getByRole('link', { name: title, exact: true }).click()
-    await page.getByRole('heading', { name: title, level: 1 }).waitFor()
-    t.equal(new URL(page.url()).hash, `#/${hash}`)
-  }
+  const go = navigator(page, t)
 
   t.test('Routes: create, a 400 next to its field, edit, disable, search, delete', async (t) => {
     await go('routes', 'Routes')
